@@ -1,0 +1,95 @@
+"""akool_async: an asyncio and trio SDK for Akool's image-generation API.
+
+```python
+import akool_async as ak
+
+async with ak.AkoolSession(api_key="...") as session:
+    job = await session.generate("a red fox in snow", scale="16:9")
+```
+"""
+
+from __future__ import annotations
+
+from ._config import DEFAULT_BASE_URL, AuthMode, Credentials, Secret
+from ._errors import (
+    AccountBanned,
+    AkoolError,
+    APIError,
+    AuthenticationError,
+    ConnectError,
+    ContentNotFound,
+    GenerationError,
+    HTTPStatusError,
+    InsufficientCredit,
+    InvalidInput,
+    InvalidResponse,
+    JobFailed,
+    MissingCredentials,
+    OperationNotAllowed,
+    ParameterError,
+    PaymentRequired,
+    PermissionDenied,
+    RateLimited,
+    RemoteProtocolError,
+    RequestTimeout,
+    ServerError,
+    SubmissionUnknown,
+    TooManyRequests,
+    TransportError,
+    WaitTimeout,
+)
+from ._models import RESULT_LIFETIME, Button, ImageInfo, ImageStatus, Scale
+from ._retry import RetryPolicy
+from ._session import NOT_GIVEN, AkoolSession, ImageJob, NotGiven, __version__
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "NOT_GIVEN",
+    "RESULT_LIFETIME",
+    "APIError",
+    "AccountBanned",
+    "AkoolError",
+    "AkoolSession",
+    "AuthMode",
+    "AuthenticationError",
+    "Button",
+    "ConnectError",
+    "ContentNotFound",
+    "Credentials",
+    "GenerationError",
+    "HTTPStatusError",
+    "ImageInfo",
+    "ImageJob",
+    "ImageStatus",
+    "InsufficientCredit",
+    "InvalidInput",
+    "InvalidResponse",
+    "JobFailed",
+    "MissingCredentials",
+    "NotGiven",
+    "OperationNotAllowed",
+    "ParameterError",
+    "PaymentRequired",
+    "PermissionDenied",
+    "RateLimited",
+    "RemoteProtocolError",
+    "RequestTimeout",
+    "RetryPolicy",
+    "Scale",
+    "Secret",
+    "ServerError",
+    "SubmissionUnknown",
+    "TooManyRequests",
+    "TransportError",
+    "WaitTimeout",
+    "__version__",
+]
+
+# Report the public module in tracebacks, reprs and docs: akool_async.JobFailed, not
+# akool_async._errors.JobFailed.
+for _name in __all__:
+    if not _name.startswith("_") and not _name.isupper():
+        _obj = globals()[_name]
+        if getattr(_obj, "__module__", "").startswith("akool_async._"):
+            _obj.__module__ = "akool_async"
+del _name, _obj

@@ -1,0 +1,315 @@
+"""The error tree.
+
+Everything the SDK raises on purpose is an :class:`AkoolError`. Below it:
+
+* :class:`InvalidInput` (also a :class:`ValueError`): bad arguments, raised before any request.
+* :class:`APIError`: Akool answered with a business code other than 1000; one class per
+  documented code, :class:`APIError` itself for codes Akool has not documented.
+* :class:`TransportError`: the exchange itself failed (connect, timeout, HTTP 429 / 5xx, a body
+  that is not Akool's JSON envelope). Raised ``from`` the httpx error so the cause survives.
+* :class:`SubmissionUnknown`: a paid create may or may not have reached Akool.
+* :class:`JobFailed` and :class:`WaitTimeout`: a job's own outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._models import ImageInfo
+
+__all__ = [
+    "APIError",
+    "AccountBanned",
+    "AkoolError",
+    "AuthenticationError",
+    "ConnectError",
+    "ContentNotFound",
+    "GenerationError",
+    "HTTPStatusError",
+    "InsufficientCredit",
+    "InvalidInput",
+    "InvalidResponse",
+    "JobFailed",
+    "MissingCredentials",
+    "OperationNotAllowed",
+    "ParameterError",
+    "PaymentRequired",
+    "PermissionDenied",
+    "RateLimited",
+    "RemoteProtocolError",
+    "RequestTimeout",
+    "ServerError",
+    "SubmissionUnknown",
+    "TooManyRequests",
+    "TransportError",
+    "WaitTimeout",
+    "error_for_code",
+]
+
+
+class AkoolError(Exception):
+    """Root of every error the SDK raises on purpose."""
+
+
+class InvalidInput(AkoolError, ValueError):
+    """An argument is not something Akool accepts; raised before any request is sent."""
+
+
+class MissingCredentials(InvalidInput):
+    """No usable credentials were given as arguments or found in ``AKOOL_*`` variables."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Business codes: Akool answered, and said no.
+# ---------------------------------------------------------------------------------------------
+
+
+class APIError(AkoolError):
+    """Akool answered with a business ``code`` other than 1000.
+
+    Attributes:
+        code: Akool's business code.
+        msg: Akool's message, as sent.
+        endpoint: The API path that answered, e.g. ``/api/open/v3/content/image/createbyprompt``.
+    """
+
+    code: int
+    msg: str
+    endpoint: str | None
+
+    def __init__(self, code: int, msg: str, *, endpoint: str | None = None) -> None:
+        self.code = code
+        self.msg = msg
+        self.endpoint = endpoint
+        where = f" from {endpoint}" if endpoint else ""
+        super().__init__(f"Akool answered code {code}{where}: {msg or '(no message)'}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_api_error, (type(self), self.code, self.msg, self.endpoint))
+
+
+def _rebuild_api_error(cls: type[APIError], code: int, msg: str, endpoint: str | None) -> APIError:
+    return cls(code, msg, endpoint=endpoint)
+
+
+class ParameterError(APIError):
+    """Code 1003: a parameter is wrong or empty."""
+
+
+class ContentNotFound(APIError):
+    """Code 1008: the id names no content this account can see."""
+
+
+class PermissionDenied(APIError):
+    """Code 1009: this account may not perform the operation."""
+
+
+class OperationNotAllowed(APIError):
+    """Code 1010: the content cannot be operated on (for example, a button already used)."""
+
+
+class AuthenticationError(APIError):
+    """Codes 1101 (invalid or expired authorization) and 1102 (authorization empty)."""
+
+
+class GenerationError(APIError):
+    """Code 1108: Akool could not generate the image; Akool suggests trying again later."""
+
+
+class AccountBanned(APIError):
+    """Code 1200: the account has been banned."""
+
+
+class RateLimited(APIError):
+    """Code 1005 (unverified): operations too frequent. Retried automatically, creates included.
+
+    Attributes:
+        retry_after: Seconds Akool asked to wait, when it said so.
+    """
+
+    retry_after: float | None = None
+
+
+class InsufficientCredit(APIError):
+    """Codes 1006 and 1104 (unverified): not enough credit for the operation."""
+
+
+class PaymentRequired(APIError):
+    """Codes 1103, 1213 and 1221 (unverified): the account has not paid or needs a subscription."""
+
+
+_CODE_CLASSES: Mapping[int, type[APIError]] = MappingProxyType(
+    {
+        1003: ParameterError,
+        1005: RateLimited,
+        1006: InsufficientCredit,
+        1008: ContentNotFound,
+        1009: PermissionDenied,
+        1010: OperationNotAllowed,
+        1101: AuthenticationError,
+        1102: AuthenticationError,
+        1103: PaymentRequired,
+        1104: InsufficientCredit,
+        1108: GenerationError,
+        1109: AuthenticationError,
+        1200: AccountBanned,
+        1213: PaymentRequired,
+        1221: PaymentRequired,
+    }
+)
+
+
+def error_for_code(code: int, msg: str, *, endpoint: str | None = None) -> APIError:
+    """Build the typed error for a business code; unknown codes give a plain :class:`APIError`."""
+    cls = _CODE_CLASSES.get(code, APIError)
+    return cls(code, msg, endpoint=endpoint)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transport: the exchange itself failed.
+# ---------------------------------------------------------------------------------------------
+
+
+class TransportError(AkoolError):
+    """The HTTP exchange failed before a usable answer arrived.
+
+    Attributes:
+        endpoint: The API path that was being called.
+    """
+
+    endpoint: str | None
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+        super().__init__(message)
+
+
+class ConnectError(TransportError):
+    """No connection could be made: the request provably never reached Akool."""
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """The request timed out (connect, write, read or pool)."""
+
+
+class RemoteProtocolError(TransportError):
+    """The connection broke mid-exchange (reset, closed early, malformed HTTP)."""
+
+
+class HTTPStatusError(TransportError):
+    """Akool answered with an HTTP status that carries no envelope (4xx other than 429).
+
+    Attributes:
+        status_code: The HTTP status.
+    """
+
+    status_code: int
+
+    def __init__(self, message: str, *, status_code: int, endpoint: str | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message, endpoint=endpoint)
+
+
+class TooManyRequests(HTTPStatusError):
+    """HTTP 429. Retried automatically, creates included: a throttled create did not run.
+
+    Attributes:
+        retry_after: Seconds the server asked to wait (from ``Retry-After``), if it said so.
+    """
+
+    retry_after: float | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        retry_after: float | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status_code=status_code, endpoint=endpoint)
+
+
+class ServerError(HTTPStatusError):
+    """HTTP 5xx. Reads are retried; a create that gets one raises :class:`SubmissionUnknown`."""
+
+
+class InvalidResponse(TransportError):
+    """The body was not Akool's JSON envelope: not JSON, truncated, or of the wrong shape."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcomes that need a person's decision.
+# ---------------------------------------------------------------------------------------------
+
+
+class SubmissionUnknown(AkoolError):
+    """A paid create may or may not have reached Akool, so it was not retried.
+
+    Akool has no idempotency key and no list endpoint: sending the create again could pay for
+    a second job. Decide yourself (check the Akool dashboard, or resubmit knowingly).
+
+    Attributes:
+        endpoint: The create endpoint that was called.
+        payload: The JSON body that was sent (it never contains credentials).
+    """
+
+    endpoint: str
+    payload: Mapping[str, Any]
+
+    def __init__(self, endpoint: str, payload: Mapping[str, Any], reason: str) -> None:
+        self.endpoint = endpoint
+        self.payload = MappingProxyType(dict(payload))
+        self.reason = reason
+        super().__init__(
+            f"the create sent to {endpoint} may or may not have reached Akool ({reason}); "
+            "it was not retried, so that no second paid job is created. "
+            "Check your Akool dashboard before resubmitting."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.endpoint, dict(self.payload), self.reason))
+
+
+class JobFailed(AkoolError):
+    """Akool reported the job as failed (``image_status == 4``).
+
+    Attributes:
+        info: The job's last :class:`~akool_async.ImageInfo`.
+    """
+
+    def __init__(self, info: ImageInfo) -> None:
+        self.info = info
+        super().__init__(f"Akool reported image job {info.id} as failed")
+
+    @property
+    def job_id(self) -> str:
+        """The failed job's id."""
+        return self.info.id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.info,))
+
+
+class WaitTimeout(AkoolError, TimeoutError):
+    """A wait's deadline passed before the job finished. The job itself goes on.
+
+    Attributes:
+        job_id: The job that was being waited on; ``session.job(job_id).wait()`` resumes.
+        timeout: The deadline that passed, in seconds.
+    """
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        super().__init__(
+            f"image job {job_id} did not finish within {timeout:g} s; it goes on at Akool: "
+            f"resume with session.job({job_id!r}).wait()"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id, self.timeout))

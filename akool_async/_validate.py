@@ -1,0 +1,75 @@
+"""Argument checks that run before any request, so bad input never costs a request or credits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ._errors import InvalidInput
+from ._models import Button, Scale
+
+__all__ = ["check_button", "check_image_id", "check_prompt", "check_scale", "check_url"]
+
+_SCALES = ", ".join(scale.value for scale in Scale)
+_BUTTONS = ", ".join(button.value for button in Button)
+
+
+def check_prompt(prompt: Any) -> str:
+    """A prompt is a string with something other than white space in it."""
+    if not isinstance(prompt, str):
+        raise InvalidInput(f"prompt must be a string (got {type(prompt).__name__})")
+    if not prompt.strip():
+        raise InvalidInput("prompt must not be empty or blank: describe the image to generate")
+    return prompt
+
+
+def check_scale(scale: Any) -> Scale:
+    """One of Akool's seven aspect ratios, as a :class:`Scale` or its string."""
+    if isinstance(scale, Scale):
+        return scale
+    if isinstance(scale, str):
+        try:
+            return Scale(scale.strip())
+        except ValueError:
+            pass
+    raise InvalidInput(f"scale must be one of {_SCALES} (got {scale!r})")
+
+
+def check_button(button: Any) -> Button:
+    """One of the grid's eight buttons, U1..U4 or V1..V4 (a string in any case is accepted)."""
+    if isinstance(button, Button):
+        return button
+    if isinstance(button, str):
+        try:
+            return Button(button.strip().upper())
+        except ValueError:
+            pass
+    raise InvalidInput(f"button must be one of {_BUTTONS} (got {button!r})")
+
+
+def check_image_id(image_id: Any) -> str:
+    """A non-empty id with no white space, as Akool's ``_id`` values are."""
+    if not isinstance(image_id, str):
+        raise InvalidInput(f"image id must be a string (got {type(image_id).__name__})")
+    if not image_id or not image_id.strip():
+        raise InvalidInput("image id must not be empty: pass the '_id' Akool returned on create")
+    if any(char.isspace() or not char.isprintable() for char in image_id):
+        raise InvalidInput(f"image id must not contain white space or control characters (got {image_id!r})")
+    return image_id
+
+
+def check_url(name: str, value: Any) -> str:
+    """An absolute http(s) URL with a host; Akool fetches or calls it, so nothing else works."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a URL string (got {type(value).__name__})")
+    problem = f"{name} must be an absolute http:// or https:// URL (got {value!r})"
+    if value != value.strip() or any(char.isspace() for char in value):
+        raise InvalidInput(problem)
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise InvalidInput(problem) from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidInput(problem)
+    return value

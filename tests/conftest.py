@@ -1,0 +1,122 @@
+"""Shared fixtures: both backends in virtual time, a clean environment, a recording fake Akool."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import looptime
+import pytest
+import trio.testing
+
+import akool_async as ak
+
+API_KEY = "test-api-key-9f8e7d"
+TOKEN = "test-bearer-token-1a2b3c"
+CLIENT_ID = "test-client-id"
+CLIENT_SECRET = "test-client-secret-24-byt"
+SECRETS = (API_KEY, TOKEN, CLIENT_SECRET)
+BASE_URL = "https://openapi.akool.test"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"loop_factory": looptime.new_event_loop}), id="asyncio"),
+        pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """Every async test runs on asyncio and trio, both in virtual time: sleeps cost nothing."""
+    backend, options = request.param
+    if backend == "trio":
+        # A fresh clock per test, so one test's virtual hours do not leak into the next.
+        options = {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    return backend, options
+
+
+@pytest.fixture(autouse=True)
+def _clean_akool_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AKOOL_* variable from the developer's shell leaks into a test."""
+    for name in (
+        "AKOOL_API_KEY",
+        "AKOOL_TOKEN",
+        "AKOOL_CLIENT_ID",
+        "AKOOL_CLIENT_SECRET",
+        "AKOOL_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+def envelope(data: Any = None, *, code: int = 1000, msg: str = "OK", **extra: Any) -> dict[str, Any]:
+    """Akool's JSON envelope."""
+    body: dict[str, Any] = {"code": code, "msg": msg}
+    if data is not None:
+        body["data"] = data
+    body.update(extra)
+    return body
+
+
+class FakeAkool:
+    """An httpx.MockTransport handler that records every request and answers from a script.
+
+    ``routes`` maps a path to a list of responders, used in turn (the last one repeats). A
+    responder is a callable taking the request, or an ``httpx.Response``, or an exception to raise.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.routes: dict[str, list[Any]] = {}
+
+    def on(self, path: str, *responses: Any) -> None:
+        self.routes[path] = list(responses)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        script = self.routes.get(request.url.path)
+        if not script:
+            return httpx.Response(404, text="no route in FakeAkool")
+        step = script.pop(0) if len(script) > 1 else script[0]
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, httpx.Response):
+            return step
+        if isinstance(step, dict):
+            return httpx.Response(200, json=step)
+        return step(request)
+
+    def sent(self, path: str | None = None) -> list[httpx.Request]:
+        return [r for r in self.requests if path is None or r.url.path == path]
+
+    @staticmethod
+    def body(request: httpx.Request) -> Any:
+        return json.loads(request.content)
+
+
+@pytest.fixture
+def fake() -> FakeAkool:
+    return FakeAkool()
+
+
+@pytest.fixture
+def no_wait_retry() -> ak.RetryPolicy:
+    """Retries without jitter, so the waits are exact and tests can assert them."""
+    return ak.RetryPolicy(attempts=4, wait_initial=1.0, wait_max=8.0, jitter=False)
+
+
+@pytest.fixture
+def make_session(fake: FakeAkool, no_wait_retry: ak.RetryPolicy) -> Iterator[Callable[..., ak.AkoolSession]]:
+    """Build a session whose HTTP goes to the FakeAkool handler."""
+
+    def build(**kwargs: Any) -> ak.AkoolSession:
+        if not any(k in kwargs for k in ("api_key", "token", "client_id")):
+            kwargs["api_key"] = API_KEY
+        kwargs.setdefault("retry", no_wait_retry)
+        client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
+        return ak.AkoolSession(base_url=BASE_URL, http_client=client, **kwargs)
+
+    yield build
