@@ -85,11 +85,15 @@ __all__ = [
     "__version__",
 ]
 
-# Report the public module in tracebacks, reprs and docs: akool_async.JobFailed, not
-# akool_async._errors.JobFailed.
-for _name in __all__:
-    if not _name.startswith("_") and not _name.isupper():
-        _obj = globals()[_name]
-        if getattr(_obj, "__module__", "").startswith("akool_async._"):
-            _obj.__module__ = "akool_async"
-del _name, _obj
+
+def _report_public_module() -> None:
+    """Tracebacks, reprs and docs say akool_async.JobFailed, not akool_async._errors.JobFailed."""
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if isinstance(obj, type) and obj.__module__.startswith("akool_async._"):
+            obj.__module__ = "akool_async"
+
+
+_report_public_module()
+del _report_public_module

@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_BASE_URL", "AuthMode", "Credentials", "Secret", "resolve_bas
 DEFAULT_BASE_URL: Final = "https://openapi.akool.com"
 
 ENV_API_KEY: Final = "AKOOL_API_KEY"
-ENV_TOKEN: Final = "AKOOL_TOKEN"
+ENV_TOKEN: Final = "AKOOL_TOKEN"  # noqa: S105 - a variable's name, not a secret
 ENV_CLIENT_ID: Final = "AKOOL_CLIENT_ID"
 ENV_CLIENT_SECRET: Final = "AKOOL_CLIENT_SECRET"  # noqa: S105 - a variable's name, not a secret
 ENV_BASE_URL: Final = "AKOOL_BASE_URL"

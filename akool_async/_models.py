@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 import cattrs
@@ -75,7 +75,7 @@ class Button(enum.StrEnum):
 
     @property
     def quadrant(self) -> int:
-        """The quadrant the button acts on, 1..4 (top left, top right, bottom left, bottom right)."""
+        """The quadrant it acts on: 1 top left, 2 top right, 3 bottom left, 4 bottom right."""
         return int(self.value[1])
 
 
@@ -88,7 +88,7 @@ class ImageInfo:
     """One image job as Akool last described it.
 
     Every field Akool documents is here under a Python name; anything else Akool sends is kept,
-    untouched, in :attr:`extra`. Lists are tuples, so an ``ImageInfo`` is hashable and safe to share.
+    untouched, in :attr:`extra`. Lists are tuples, so an ``ImageInfo`` is safe to share.
 
     Attributes:
         id: The job's id (Akool's ``_id``).
@@ -170,7 +170,7 @@ class ImageInfo:
 
     def to_wire(self) -> dict[str, Any]:
         """Write the JSON object Akool would send for this job (inverse of :meth:`from_wire`)."""
-        return _converter.unstructure(self)
+        return cast("dict[str, Any]", _converter.unstructure(self))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +187,9 @@ _RENAMES: Final = {
     "op_button_message_id": "op_buttonMessageId",
 }
 _WIRE_NAMES: Final = frozenset(
-    _RENAMES.get(field.name, field.name) for field in attrs.fields(ImageInfo) if field.name != "extra"
+    _RENAMES.get(field.name, field.name)
+    for field in attrs.fields(ImageInfo)
+    if field.name != "extra"
 ) | {"display_buttons"}
 
 

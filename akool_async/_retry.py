@@ -16,6 +16,7 @@ import enum
 import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import attrs
 
@@ -55,9 +56,11 @@ def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) ->
         raise InvalidInput(f"RetryPolicy.{attribute.name} must be 0 or more (got {value!r})")
 
 
-def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise InvalidInput(f"RetryPolicy.{attribute.name} must be a whole number >= 1 (got {value!r})")
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(
+            f"RetryPolicy.{attribute.name} must be a whole number >= 1 (got {value!r})"
+        )
 
 
 @attrs.frozen(kw_only=True)

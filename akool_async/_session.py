@@ -6,7 +6,7 @@ import enum
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, cast
 
 import anyio
 import httpx
@@ -59,9 +59,9 @@ def _decode_info(data: Any) -> ImageInfo:
 
 
 def _decode_credit(data: Any) -> float:
-    credit = data.get("credit") if isinstance(data, dict) else None
+    credit = cast("dict[str, Any]", data).get("credit") if isinstance(data, dict) else None
     if isinstance(credit, bool) or not isinstance(credit, int | float):
-        raise ValueError("quota/info answered without a numeric 'credit'")
+        raise TypeError("quota/info answered without a numeric 'credit'")
     return credit
 
 
@@ -99,7 +99,7 @@ class AkoolSession:
         client_id: str | None = None,
         client_secret: str | None = None,
         base_url: str | httpx.URL | None = None,
-        timeout: float | httpx.Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -316,7 +316,9 @@ class ImageJob:
 
     __slots__ = ("_info", "id", "session")
 
-    def __init__(self, session: AkoolSession, image_id: str, *, info: ImageInfo | None = None) -> None:
+    def __init__(
+        self, session: AkoolSession, image_id: str, *, info: ImageInfo | None = None
+    ) -> None:
         if info is not None and info.id != image_id:
             raise InvalidInput(f"info is for job {info.id!r}, not {image_id!r}")
         self.session = session

@@ -55,7 +55,9 @@ def check_image_id(image_id: Any) -> str:
     if not image_id or not image_id.strip():
         raise InvalidInput("image id must not be empty: pass the '_id' Akool returned on create")
     if any(char.isspace() or not char.isprintable() for char in image_id):
-        raise InvalidInput(f"image id must not contain white space or control characters (got {image_id!r})")
+        raise InvalidInput(
+            f"image id must not contain white space or control characters (got {image_id!r})"
+        )
     return image_id
 
 

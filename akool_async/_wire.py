@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import anyio
 import httpx
@@ -46,7 +46,7 @@ _HTTP_TOO_MANY_REQUESTS: Final = 429
 _HTTP_SERVER_ERROR: Final = 500
 
 
-class _Failure(Exception):  # noqa: N818 - internal carrier, never escapes the wire
+class _Failure(Exception):
     """A classified failure of one attempt: the error to raise and what it proves."""
 
     def __init__(
@@ -88,7 +88,7 @@ class _TokenSource:
                     self._token = await self._fetch()
         return self._token
 
-    async def renew(self, stale: Secret) -> None:
+    async def renew(self, stale: Secret | None) -> None:
         """Fetch a new token, unless a concurrent request already replaced ``stale``."""
         async with self._lock:
             if self._token is None or self._token == stale:
@@ -113,8 +113,13 @@ class _TokenSource:
         return Secret(envelope)
 
 
+def _as_object(value: Any) -> dict[str, Any]:
+    """The JSON object ``value``, or an empty one if it is anything else."""
+    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
+
+
 def _decode_token(envelope: Any) -> str:
-    token = envelope.get("token") if isinstance(envelope, dict) else None
+    token = _as_object(envelope).get("token")
     if not isinstance(token, str) or not token:
         raise ValueError("getToken answered code 1000 without a token")
     return token
@@ -271,7 +276,7 @@ class Wire:
         return result
 
 
-def _classify_transport(exc: httpx.HTTPError, path: str) -> _Failure:  # noqa: PLR0911
+def _classify_transport(exc: httpx.HTTPError, path: str) -> _Failure:
     name = type(exc).__name__
     detail = str(exc) or name
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
@@ -286,7 +291,9 @@ def _classify_transport(exc: httpx.HTTPError, path: str) -> _Failure:  # noqa: P
         error = RequestTimeout(f"timed out after sending ({name}): {detail}", endpoint=path)
         return _Failure(error, Delivery.AMBIGUOUS, cause=exc)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        error = RemoteProtocolError(f"the connection broke mid-request ({name}): {detail}", endpoint=path)
+        error = RemoteProtocolError(
+            f"the connection broke mid-request ({name}): {detail}", endpoint=path
+        )
         return _Failure(error, Delivery.AMBIGUOUS, cause=exc)
     error = TransportError(f"the request failed ({name}): {detail}", endpoint=path)
     return _Failure(error, Delivery.AMBIGUOUS, cause=exc)
@@ -311,9 +318,7 @@ def _decode_response(
         )
         raise _Failure(error, Delivery.NOT_DELIVERED, retry_after)
     if status >= _HTTP_SERVER_ERROR:
-        error = ServerError(
-            f"Akool answered HTTP {status}", status_code=status, endpoint=path
-        )
+        error = ServerError(f"Akool answered HTTP {status}", status_code=status, endpoint=path)
         raise _Failure(error, Delivery.AMBIGUOUS, retry_after)
     try:
         envelope = json.loads(response.content)
@@ -326,7 +331,8 @@ def _decode_response(
             raise _Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
         error = HTTPStatusError(f"Akool answered HTTP {status}", status_code=status, endpoint=path)
         raise _Failure(error, Delivery.ANSWERED, cause=exc) from exc
-    code = envelope.get("code") if isinstance(envelope, dict) else None
+    fields = _as_object(envelope)
+    code = fields.get("code")
     if isinstance(code, bool) or not isinstance(code, int):
         if not response.is_success:
             error = HTTPStatusError(
@@ -337,19 +343,22 @@ def _decode_response(
             f"Akool's answer has no integer 'code': {_excerpt(response.content)}", endpoint=path
         )
         raise _Failure(error, Delivery.AMBIGUOUS)
-    assert isinstance(envelope, dict)  # noqa: S101 - implied by the code check
     if code != SUCCESS:
-        msg = envelope.get("msg")
-        api_error: APIError = error_for_code(code, msg if isinstance(msg, str) else "", endpoint=path)
+        msg = fields.get("msg")
+        api_error: APIError = error_for_code(
+            code, msg if isinstance(msg, str) else "", endpoint=path
+        )
         if isinstance(api_error, RateLimited):
             api_error.retry_after = retry_after
             raise _Failure(api_error, Delivery.NOT_DELIVERED, retry_after)
         raise _Failure(api_error, Delivery.ANSWERED)
-    payload: Any = envelope if whole_envelope else envelope.get("data")
+    payload: Any = fields if whole_envelope else fields.get("data")
     try:
         return decode(payload)
     except (ValueError, TypeError, KeyError) as exc:
-        error = InvalidResponse(f"Akool's answer is not of the documented shape: {exc}", endpoint=path)
+        error = InvalidResponse(
+            f"Akool's answer is not of the documented shape: {exc}", endpoint=path
+        )
         # Code 1000 came back, so a create did happen; but without a readable id it is lost to us.
         raise _Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -52,7 +52,9 @@ def _clean_akool_env(monkeypatch: pytest.MonkeyPatch) -> None:
 Responder = Callable[[httpx.Request], httpx.Response]
 
 
-def envelope(data: Any = None, *, code: int = 1000, msg: str = "OK", **extra: Any) -> dict[str, Any]:
+def envelope(
+    data: Any = None, *, code: int = 1000, msg: str = "OK", **extra: Any
+) -> dict[str, Any]:
     """Akool's JSON envelope."""
     body: dict[str, Any] = {"code": code, "msg": msg}
     if data is not None:
@@ -109,7 +111,7 @@ def no_wait_retry() -> ak.RetryPolicy:
 
 
 @pytest.fixture
-def make_session(fake: FakeAkool, no_wait_retry: ak.RetryPolicy) -> Iterator[Callable[..., ak.AkoolSession]]:
+def make_session(fake: FakeAkool, no_wait_retry: ak.RetryPolicy) -> Callable[..., ak.AkoolSession]:
     """Build a session whose HTTP goes to the FakeAkool handler."""
 
     def build(**kwargs: Any) -> ak.AkoolSession:
@@ -119,4 +121,4 @@ def make_session(fake: FakeAkool, no_wait_retry: ak.RetryPolicy) -> Iterator[Cal
         client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
         return ak.AkoolSession(base_url=BASE_URL, http_client=client, **kwargs)
 
-    yield build
+    return build

@@ -31,9 +31,8 @@ def test_secret_and_credentials_reprs_hide_values() -> None:
         api_key=API_KEY, token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
     )
     assert "Secret('********')" == repr(ak.Secret(API_KEY)) == str(ak.Secret(API_KEY))
-    assert (
-        "Credentials(mode='api_key', given=['api_key', 'client_id', 'client_secret'])"
-        == repr(creds)
+    assert "Credentials(mode='api_key', given=['api_key', 'client_id', 'client_secret'])" == repr(
+        creds
     )
     assert API_KEY == creds.api_key.reveal()  # type: ignore[union-attr]
 
@@ -47,7 +46,9 @@ def test_session_repr_hides_credentials() -> None:
     ):
         session = ak.AkoolSession(**kwargs)
         assert_no_secret(repr(session))
-        assert repr(session).startswith("<AkoolSession unopened base_url='https://openapi.akool.com/'")
+        assert repr(session).startswith(
+            "<AkoolSession unopened base_url='https://openapi.akool.com/'"
+        )
 
 
 async def test_errors_and_logs_carry_no_secret(
@@ -66,7 +67,10 @@ async def test_errors_and_logs_carry_no_secret(
     fake.on(PROMPT_PATH, httpx.ReadTimeout("read timeout"))
     errors: list[BaseException] = []
     async with make_session(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as session:
-        for call in (session.get_image_info("64dd82eef0b6684651e90131"), session.create_by_prompt("x")):
+        for call in (
+            session.get_image_info("64dd82eef0b6684651e90131"),
+            session.create_by_prompt("x"),
+        ):
             try:
                 await call
             except ak.AkoolError as exc:

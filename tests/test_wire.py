@@ -1,4 +1,4 @@
-"""The wire calls: exact requests per auth mode, the token flow, retries and the paid-create rule."""
+"""The wire calls: exact requests per auth mode, the token flow, retries, the paid-create rule."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def auth_headers(request: httpx.Request) -> dict[str, str]:
 # -- exact requests ---------------------------------------------------------------------------
 
 
-async def test_create_by_prompt_sends_documented_body_with_api_key(fake: FakeAkool, make_session: Any) -> None:
+async def test_create_by_prompt_sends_documented_body_with_api_key(
+    fake: FakeAkool, make_session: Any
+) -> None:
     """createbyprompt: POST, x-api-key only, Akool's field names, every option sent."""
     fake.on(PROMPT_PATH, envelope(JOB))
     async with make_session() as session:
@@ -148,10 +150,12 @@ async def test_client_credentials_fetch_one_token_for_fifty_concurrent_calls(
     """50 concurrent calls share a single getToken request, sent with Akool's body."""
     fake.on(TOKEN_PATH, {"code": 1000, "msg": "OK", "token": "fresh-token"})
     fake.on(INFO_PATH, envelope(JOB))
-    async with make_session(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as session:
-        async with anyio.create_task_group() as tg:
-            for _ in range(50):
-                tg.start_soon(session.get_image_info, JOB["_id"])
+    async with (
+        make_session(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as session,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(50):
+            tg.start_soon(session.get_image_info, JOB["_id"])
     token_requests = fake.sent(TOKEN_PATH)
     assert 1 == len(token_requests)
     assert {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET} == fake.body(token_requests[0])
@@ -193,10 +197,12 @@ async def test_concurrent_1101s_renew_the_token_once(fake: FakeAkool, make_sessi
         return httpx.Response(200, json=envelope(JOB))
 
     fake.on(INFO_PATH, info)
-    async with make_session(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as session:
-        async with anyio.create_task_group() as tg:
-            for _ in range(10):
-                tg.start_soon(session.get_image_info, JOB["_id"])
+    async with (
+        make_session(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as session,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(10):
+            tg.start_soon(session.get_image_info, JOB["_id"])
     assert 2 == len(fake.sent(TOKEN_PATH))
     assert 20 == len(fake.sent(INFO_PATH))
 
@@ -326,7 +332,7 @@ async def test_5xx_on_read_is_retried_until_attempts_run_out(
 async def test_transport_failures_on_read_are_retried_then_raised_from_httpx(
     fake: FakeAkool, make_session: Any, exception: Exception, error_type: type[ak.AkoolError]
 ) -> None:
-    """Each transport failure is retried on a read and finally raised typed, from the httpx error."""
+    """Each transport failure is retried on a read, then raised typed, from the httpx error."""
     fake.on(INFO_PATH, exception)
     async with make_session() as session:
         with pytest.raises(error_type) as caught:
@@ -380,7 +386,9 @@ async def test_rate_limit_code_is_retried_with_retry_after(
     """Business code 1005 is a throttle: retried, honouring Retry-After."""
     fake.on(
         INFO_PATH,
-        httpx.Response(200, headers={"Retry-After": "2"}, json=envelope(code=1005, msg="too frequent")),
+        httpx.Response(
+            200, headers={"Retry-After": "2"}, json=envelope(code=1005, msg="too frequent")
+        ),
         envelope(JOB),
     )
     async with make_session() as session:
@@ -406,7 +414,10 @@ async def test_4xx_with_an_envelope_maps_the_business_code(
     fake: FakeAkool, make_session: Any
 ) -> None:
     """If Akool sends its envelope with a 4xx status, the business code decides the error."""
-    fake.on(INFO_PATH, httpx.Response(401, json=envelope(code=1102, msg="Authorization cannot be empty")))
+    fake.on(
+        INFO_PATH,
+        httpx.Response(401, json=envelope(code=1102, msg="Authorization cannot be empty")),
+    )
     async with make_session() as session:
         with pytest.raises(ak.AuthenticationError) as caught:
             await session.get_image_info(JOB["_id"])
@@ -423,7 +434,9 @@ AMBIGUOUS = [
     pytest.param(httpx.Response(500, json={"code": 500}), id="500"),
     pytest.param(httpx.Response(502, text="<html>Bad Gateway</html>"), id="502-html"),
     pytest.param(httpx.Response(503, headers={"Retry-After": "1"}), id="503"),
-    pytest.param(httpx.Response(200, content=b'{"code": 1000, "data": {"_id": "64dd'), id="truncated"),
+    pytest.param(
+        httpx.Response(200, content=b'{"code": 1000, "data": {"_id": "64dd'), id="truncated"
+    ),
     pytest.param(httpx.Response(200, content=b"<html>oops</html>"), id="not-json"),
     pytest.param(httpx.Response(200, json={"code": 1000, "data": {"image_status": 1}}), id="no-id"),
 ]
@@ -434,14 +447,16 @@ AMBIGUOUS = [
 async def test_ambiguous_create_failure_raises_submission_unknown_without_resending(
     fake: FakeAkool, make_session: Any, failure: Any, path: str
 ) -> None:
-    """Every ambiguous failure of a paid create: exactly one request, SubmissionUnknown with payload."""
+    """Every ambiguous failure of a paid create: one request, SubmissionUnknown with the payload."""
     fake.on(path, failure, envelope(JOB))
     async with make_session() as session:
+        create = (
+            session.create_by_prompt("a fox", scale="3:2")
+            if path == PROMPT_PATH
+            else session.create_by_button("6508288416e5ba407d47d13f", "V3")
+        )
         with pytest.raises(ak.SubmissionUnknown) as caught:
-            if path == PROMPT_PATH:
-                await session.create_by_prompt("a fox", scale="3:2")
-            else:
-                await session.create_by_button("6508288416e5ba407d47d13f", "V3")
+            await create
     assert 1 == len(fake.requests)
     expected = (
         {"prompt": "a fox", "scale": "3:2"}
@@ -540,13 +555,17 @@ async def test_passed_client_is_left_open_and_own_client_is_closed(fake: FakeAko
 async def test_http_client_base_url_is_used_when_none_given(fake: FakeAkool) -> None:
     """A passed client's base_url is the API root when base_url= is not given."""
     fake.on(f"/v{CREDIT_PATH}", envelope({"credit": 5}))
-    client = httpx.AsyncClient(transport=httpx.MockTransport(fake), base_url="http://emulator.test/v")
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(fake), base_url="http://emulator.test/v"
+    )
     async with client, ak.AkoolSession(api_key=API_KEY, http_client=client) as session:
         await session.get_credit()
     assert f"http://emulator.test/v{CREDIT_PATH}" == str(fake.requests[0].url)
 
 
-async def test_generate_returns_a_handle_and_job_makes_one(fake: FakeAkool, make_session: Any) -> None:
+async def test_generate_returns_a_handle_and_job_makes_one(
+    fake: FakeAkool, make_session: Any
+) -> None:
     """generate() returns an ImageJob with the id; session.job(id) makes one without a request."""
     fake.on(PROMPT_PATH, envelope(JOB))
     fake.on(INFO_PATH, envelope({**JOB, "image_status": 2}))
