@@ -1,6 +1,6 @@
 """Credentials and settings, from arguments first and ``AKOOL_*`` variables second.
 
-Secrets are held in :class:`Secret`, whose ``repr`` and ``str`` never show the value, so a
+Secrets are held in `Secret`, whose ``repr`` and ``str`` never show the value, so a
 session, an error or a log line can be printed without leaking them.
 """
 
@@ -179,8 +179,12 @@ def resolve_base_url(
         candidate = http_client.base_url
     else:
         candidate = env.get(ENV_BASE_URL) or DEFAULT_BASE_URL
-    url = httpx.URL(candidate)
+    problem = f"base_url must be an absolute http(s) URL (got {str(candidate)!r})"
+    try:
+        url = httpx.URL(candidate)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise InvalidInput(problem) from exc
     if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidInput(f"base_url must be an absolute http(s) URL (got {str(candidate)!r})")
+        raise InvalidInput(problem)
     # One trailing slash makes httpx's merge of relative paths predictable.
     return url.copy_with(path=url.path.rstrip("/") + "/", query=None, fragment=None)

@@ -1,14 +1,14 @@
 """The error tree.
 
-Everything the SDK raises on purpose is an :class:`AkoolError`. Below it:
+Everything the SDK raises on purpose is an `AkoolError`. Below it:
 
-* :class:`InvalidInput` (also a :class:`ValueError`): bad arguments, raised before any request.
-* :class:`APIError`: Akool answered with a business code other than 1000; one class per
-  documented code, :class:`APIError` itself for codes Akool has not documented.
-* :class:`TransportError`: the exchange itself failed (connect, timeout, HTTP 429 / 5xx, a body
+* `InvalidInput` (also a `ValueError`): bad arguments, raised before any request.
+* `APIError`: Akool answered with a business code other than 1000; one class per
+  documented code, `APIError` itself for codes Akool has not documented.
+* `TransportError`: the exchange itself failed (connect, timeout, HTTP 429 / 5xx, a body
   that is not Akool's JSON envelope). Raised ``from`` the httpx error so the cause survives.
-* :class:`SubmissionUnknown`: a paid create may or may not have reached Akool.
-* :class:`JobFailed` and :class:`WaitTimeout`: a job's own outcome.
+* `SubmissionUnknown`: a paid create may or may not have reached Akool.
+* `JobFailed` and `WaitTimeout`: a job's own outcome.
 """
 
 from __future__ import annotations
@@ -53,6 +53,17 @@ __all__ = [
 class AkoolError(Exception):
     """Root of every error the SDK raises on purpose."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (worker pools, journals); keep every attribute.
+        return (_restore, (type(self), self.args, dict(vars(self))))
+
+
+def _restore(cls: type[AkoolError], args: tuple[Any, ...], state: dict[str, Any]) -> AkoolError:
+    error = cls.__new__(cls)
+    error.args = args
+    vars(error).update(state)
+    return error
+
 
 class InvalidInput(AkoolError, ValueError):
     """An argument is not something Akool accepts; raised before any request is sent."""
@@ -87,13 +98,6 @@ class APIError(AkoolError):
         where = f" from {endpoint}" if endpoint else ""
         super().__init__(f"Akool answered code {code}{where}: {msg or '(no message)'}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_api_error, (type(self), self.code, self.msg, self.endpoint))
-
-
-def _rebuild_api_error(cls: type[APIError], code: int, msg: str, endpoint: str | None) -> APIError:
-    return cls(code, msg, endpoint=endpoint)
-
 
 class ParameterError(APIError):
     """Code 1003: a parameter is wrong or empty."""
@@ -112,7 +116,10 @@ class OperationNotAllowed(APIError):
 
 
 class AuthenticationError(APIError):
-    """Codes 1101 (invalid or expired authorization) and 1102 (authorization empty)."""
+    """Codes 1101 (invalid or expired authorization), 1102 (authorization empty), 1109 (no account).
+
+    1109 is unverified: seen only in a third-party copy of Akool's code list.
+    """
 
 
 class GenerationError(APIError):
@@ -163,7 +170,7 @@ _CODE_CLASSES: Mapping[int, type[APIError]] = MappingProxyType(
 
 
 def error_for_code(code: int, msg: str, *, endpoint: str | None = None) -> APIError:
-    """Build the typed error for a business code; unknown codes give a plain :class:`APIError`."""
+    """Build the typed error for a business code; unknown codes give a plain `APIError`."""
     cls = _CODE_CLASSES.get(code, APIError)
     return cls(code, msg, endpoint=endpoint)
 
@@ -235,7 +242,7 @@ class TooManyRequests(HTTPStatusError):
 
 
 class ServerError(HTTPStatusError):
-    """HTTP 5xx. Reads are retried; a create that gets one raises :class:`SubmissionUnknown`."""
+    """HTTP 5xx. Reads are retried; a create that gets one raises `SubmissionUnknown`."""
 
 
 class InvalidResponse(TransportError):
@@ -259,11 +266,11 @@ class SubmissionUnknown(AkoolError):
     """
 
     endpoint: str
-    payload: Mapping[str, Any]
+    payload: dict[str, Any]
 
     def __init__(self, endpoint: str, payload: Mapping[str, Any], reason: str) -> None:
         self.endpoint = endpoint
-        self.payload = MappingProxyType(dict(payload))
+        self.payload = dict(payload)
         self.reason = reason
         super().__init__(
             f"the create sent to {endpoint} may or may not have reached Akool ({reason}); "
@@ -271,15 +278,12 @@ class SubmissionUnknown(AkoolError):
             "Check your Akool dashboard before resubmitting."
         )
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.endpoint, dict(self.payload), self.reason))
-
 
 class JobFailed(AkoolError):
     """Akool reported the job as failed (``image_status == 4``).
 
     Attributes:
-        info: The job's last :class:`~akool_async.ImageInfo`.
+        info: The job's last `ImageInfo`.
     """
 
     def __init__(self, info: ImageInfo) -> None:
@@ -290,9 +294,6 @@ class JobFailed(AkoolError):
     def job_id(self) -> str:
         """The failed job's id."""
         return self.info.id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.info,))
 
 
 class WaitTimeout(AkoolError, TimeoutError):
@@ -310,6 +311,3 @@ class WaitTimeout(AkoolError, TimeoutError):
             f"image job {job_id} did not finish within {timeout:g} s; it goes on at Akool: "
             f"resume with session.job({job_id!r}).wait()"
         )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.job_id, self.timeout))

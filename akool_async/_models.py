@@ -88,7 +88,7 @@ class ImageInfo:
     """One image job as Akool last described it.
 
     Every field Akool documents is here under a Python name; anything else Akool sends is kept,
-    untouched, in :attr:`extra`. Lists are tuples, so an ``ImageInfo`` is safe to share.
+    untouched, in `extra`. Lists are tuples, so an ``ImageInfo`` is safe to share.
 
     Attributes:
         id: The job's id (Akool's ``_id``).
@@ -135,7 +135,7 @@ class ImageInfo:
 
     @property
     def expires_at(self) -> datetime | None:
-        """When the result URLs stop working: :attr:`create_time` plus seven days."""
+        """When the result URLs stop working: `create_time` plus seven days."""
         if self.create_time is None:
             return None
         return self.create_time + RESULT_LIFETIME
@@ -164,12 +164,16 @@ class ImageInfo:
 
         Raises:
             ValueError: The object lacks ``_id`` or ``image_status`` or has values of the wrong
-                type. (The wire layer turns this into :class:`~akool_async.InvalidResponse`.)
+                type. (The wire layer turns this into `InvalidResponse`.)
         """
         return _structure_info(data)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle through the wire form: ``extra`` is a read-only proxy, which pickle cannot copy.
+        return (ImageInfo.from_wire, (self.to_wire(),))
+
     def to_wire(self) -> dict[str, Any]:
-        """Write the JSON object Akool would send for this job (inverse of :meth:`from_wire`)."""
+        """Write the JSON object Akool would send for this job (inverse of `from_wire`)."""
         return cast("dict[str, Any]", _converter.unstructure(self))
 
 
@@ -193,16 +197,20 @@ _WIRE_NAMES: Final = frozenset(
 ) | {"display_buttons"}
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _structure_datetime_ms(value: Any, _: type) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected epoch milliseconds, got {type(value).__name__}")
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    # Whole milliseconds through timedelta stay exact where a float division would drift.
+    return _EPOCH + timedelta(milliseconds=value)
 
 
 def _unstructure_datetime_ms(value: datetime) -> int:
-    return round(value.timestamp() * 1000)
+    return (value - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
@@ -216,12 +224,14 @@ def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _strict_scalar(kind: type[Any]) -> Any:
-    """A hook that accepts exactly ``kind`` (never bool for a number), or None."""
+def _strict_scalar(kind: type[Any], *, optional: bool = True) -> Any:
+    """A hook that accepts exactly ``kind`` (never bool for a number), and None if optional."""
 
     def hook(value: Any, _: type) -> Any:
         if value is None:
-            return None
+            if optional:
+                return None
+            raise TypeError("expected a value, got null")
         if kind is str:
             if not isinstance(value, str):
                 raise TypeError(f"expected a string, got {type(value).__name__}")
@@ -239,7 +249,7 @@ _converter.register_structure_hook(datetime | None, _structure_datetime_ms)
 _converter.register_unstructure_hook(datetime, _unstructure_datetime_ms)
 _converter.register_structure_hook_func(lambda kind: kind == tuple[str, ...], _structure_str_tuple)
 _converter.register_structure_hook(str | None, _strict_scalar(str))
-_converter.register_structure_hook(str, _strict_scalar(str))
+_converter.register_structure_hook(str, _strict_scalar(str, optional=False))
 _converter.register_structure_hook(int | None, _strict_scalar(int))
 _converter.register_structure_hook(float | None, _strict_scalar(float))
 
@@ -268,7 +278,7 @@ _base_unstructure = make_dict_unstructure_fn(
 
 def _structure_info(data: Mapping[str, Any]) -> ImageInfo:
     if not isinstance(data, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"expected a JSON object, got {type(data).__name__}")  # pyright: ignore[reportUnreachable]
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")  # pyright: ignore[reportUnreachable]  # noqa: TRY004 - from_wire promises ValueError for any malformed object
     fields = dict(data)
     for required in ("_id", "image_status"):
         if required not in fields:
@@ -284,17 +294,21 @@ def _structure_info(data: Mapping[str, Any]) -> ImageInfo:
 
 
 def _describe(exc: cattrs.BaseValidationError) -> str:
+    """cattrs' per-field notes, naming fields as Akool does (``$._id``, not ``$.id``)."""
     notes = cattrs.transform_error(exc)
+    for python_name, wire_name in _RENAMES.items():
+        notes = [note.replace(f"@ $.{python_name}", f"@ $.{wire_name}") for note in notes]
     return "; ".join(notes) or str(exc)
 
 
 def _unstructure_info(info: ImageInfo) -> dict[str, Any]:
     wire: dict[str, Any] = dict(info.extra)
-    wire.update(_base_unstructure(info))
+    # Known fields left unset are not written; unknown fields go back exactly as they came.
+    wire.update((k, v) for k, v in _base_unstructure(info).items() if v is not None)
     wire["upscaled_urls"] = list(info.upscaled_urls)
     wire["buttons"] = list(info.buttons)
     wire["used_buttons"] = list(info.used_buttons)
-    return {key: value for key, value in wire.items() if value is not None}
+    return wire
 
 
 _converter.register_unstructure_hook(ImageInfo, _unstructure_info)

@@ -7,7 +7,7 @@ and keep the paid-create rule below in one place.
 
 The rule for paid creates: a create is retried only when it provably did not reach Akool
 (no connection was made, HTTP 429, a rate-limit business code). Anything ambiguous becomes
-:class:`~akool_async.SubmissionUnknown` instead.
+`SubmissionUnknown` instead.
 """
 
 from __future__ import annotations

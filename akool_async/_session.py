@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Final, Self, cast
@@ -37,7 +38,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 
 class NotGiven(enum.Enum):
-    """The type of :data:`NOT_GIVEN`: "use the default", as distinct from ``None``."""
+    """The type of `NOT_GIVEN`: "use the default", as distinct from ``None``."""
 
     NOT_GIVEN = "NOT_GIVEN"
 
@@ -60,8 +61,8 @@ def _decode_info(data: Any) -> ImageInfo:
 
 def _decode_credit(data: Any) -> float:
     credit = cast("dict[str, Any]", data).get("credit") if isinstance(data, dict) else None
-    if isinstance(credit, bool) or not isinstance(credit, int | float):
-        raise TypeError("quota/info answered without a numeric 'credit'")
+    if isinstance(credit, bool) or not isinstance(credit, int | float) or not math.isfinite(credit):
+        raise TypeError("quota/info answered without a finite numeric 'credit'")
     return credit
 
 
@@ -83,7 +84,7 @@ class AkoolSession:
         timeout: Per-request timeouts, in seconds or as an ``httpx.Timeout``; ``None`` for none.
             Not given: 10 s to connect and 30 s otherwise for the session's own client, the
             passed client's own setting for ``http_client``.
-        retry: How transient failures are retried (:class:`RetryPolicy`).
+        retry: How transient failures are retried (`RetryPolicy`).
         http_client: An ``httpx.AsyncClient`` to use. The session then does not close it.
 
     Raises:
@@ -197,7 +198,7 @@ class AkoolSession:
 
         Args:
             prompt: What to draw.
-            scale: One of the seven aspect ratios (:class:`Scale` or its string).
+            scale: One of the seven aspect ratios (`Scale` or its string).
             source_image: URL of an image to start from (image-to-image).
             webhook_url: URL Akool calls back on status changes.
 
@@ -235,12 +236,12 @@ class AkoolSession:
             webhook_url: URL Akool calls back on status changes.
 
         Returns:
-            The new child job; its :attr:`~ImageInfo.parent_id` is ``image_id``.
+            The new child job; its `parent_id` is ``image_id``.
 
         Raises:
             InvalidInput: A bad argument; nothing was sent.
             SubmissionUnknown: The create may or may not have reached Akool; it was not retried.
-            APIError: Akool refused it, e.g. :class:`OperationNotAllowed` for a used button.
+            APIError: Akool refused it, e.g. `OperationNotAllowed` for a used button.
             TransportError: It provably did not reach Akool, after retries.
         """
         body: dict[str, Any] = {
@@ -289,7 +290,7 @@ class AkoolSession:
     ) -> ImageJob:
         """Create a prompt job and return a handle on it. Costs credits.
 
-        Takes the arguments of :meth:`create_by_prompt` and raises what it raises.
+        Takes the arguments of `create_by_prompt` and raises what it raises.
         """
         info = await self.create_by_prompt(
             prompt, scale=scale, source_image=source_image, webhook_url=webhook_url
@@ -307,7 +308,7 @@ class AkoolSession:
 
 
 class ImageJob:
-    """A handle on one Akool image job. Made by :meth:`AkoolSession.generate` or ``.job(id)``.
+    """A handle on one Akool image job. Made by `generate` or ``.job(id)``.
 
     Attributes:
         id: The job's id.

@@ -25,7 +25,7 @@ def check_prompt(prompt: Any) -> str:
 
 
 def check_scale(scale: Any) -> Scale:
-    """One of Akool's seven aspect ratios, as a :class:`Scale` or its string."""
+    """One of Akool's seven aspect ratios, as a `Scale` or its string."""
     if isinstance(scale, Scale):
         return scale
     if isinstance(scale, str):

@@ -1,7 +1,7 @@
 """One call -> one decoded answer: auth headers, JSON, business codes, and the retry loop.
 
 The wire knows *how* to talk to Akool; it does not know about jobs or polling. Every failure is
-classified once, here, by what it proves about delivery (see :mod:`._retry`).
+classified once, here, by what it proves about delivery (see `_retry`).
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ class _TokenSource:
             paid=False,
             authenticate=False,
             whole_envelope=True,
+            answer_has_secret=True,
         )
         return Secret(envelope)
 
@@ -157,6 +158,7 @@ class Wire:
         paid: bool = False,
         authenticate: bool = True,
         whole_envelope: bool = False,
+        answer_has_secret: bool = False,
     ) -> T:
         """Make one logical call and return ``decode(data)``.
 
@@ -168,9 +170,11 @@ class Wire:
             json_body: The JSON body, if any.
             params: Query parameters, if any.
             paid: The call creates a paid job: retried only when provably not delivered, and an
-                ambiguous failure raises :class:`SubmissionUnknown`.
+                ambiguous failure raises `SubmissionUnknown`.
             authenticate: Send the auth header (everything but getToken).
             whole_envelope: Hand ``decode`` the whole envelope rather than its ``data``.
+            answer_has_secret: The answer carries a credential (getToken): never quote its body
+                in an error or a log line.
         """
         started = anyio.current_time()
         retry = 0
@@ -185,6 +189,7 @@ class Wire:
                     params=params,
                     authenticate=authenticate,
                     whole_envelope=whole_envelope,
+                    answer_has_secret=answer_has_secret,
                 )
             except _Failure as failure:
                 error = failure.error
@@ -235,6 +240,7 @@ class Wire:
         params: Mapping[str, str] | None,
         authenticate: bool,
         whole_envelope: bool,
+        answer_has_secret: bool,
     ) -> T:
         headers = {"user-agent": self._user_agent, "accept": "application/json"}
         token: Secret | None = None
@@ -258,7 +264,13 @@ class Wire:
             raise _classify_transport(exc, path) from exc
         elapsed_ms = (anyio.current_time() - before) * 1000
         try:
-            result = _decode_response(response, path, decode, whole_envelope=whole_envelope)
+            result = _decode_response(
+                response,
+                path,
+                decode,
+                whole_envelope=whole_envelope,
+                quote_body=not answer_has_secret,
+            )
         except _Failure as failure:
             logger.debug(
                 "%s %s -> HTTP %d, %s (%.0f ms)",
@@ -305,6 +317,7 @@ def _decode_response(
     decode: Callable[[Any], T],
     *,
     whole_envelope: bool,
+    quote_body: bool,
 ) -> T:
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -324,8 +337,9 @@ def _decode_response(
         envelope = json.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
         if response.is_success:
+            excerpt = _excerpt(response.content, quote=quote_body)
             error = InvalidResponse(
-                f"Akool's answer (HTTP {status}) is not JSON: {_excerpt(response.content)}",
+                f"Akool's answer (HTTP {status}) is not JSON: {excerpt}",
                 endpoint=path,
             )
             raise _Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
@@ -340,7 +354,8 @@ def _decode_response(
             )
             raise _Failure(error, Delivery.ANSWERED)
         error = InvalidResponse(
-            f"Akool's answer has no integer 'code': {_excerpt(response.content)}", endpoint=path
+            f"Akool's answer has no integer 'code': {_excerpt(response.content, quote=quote_body)}",
+            endpoint=path,
         )
         raise _Failure(error, Delivery.AMBIGUOUS)
     if code != SUCCESS:
@@ -363,6 +378,8 @@ def _decode_response(
         raise _Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
 
 
-def _excerpt(content: bytes, limit: int = 120) -> str:
+def _excerpt(content: bytes, *, quote: bool, limit: int = 120) -> str:
+    if not quote:
+        return "(body not shown: it may carry a credential)"
     text = content[:limit].decode("utf-8", "replace")
     return repr(text + ("..." if len(content) > limit else ""))

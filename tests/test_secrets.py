@@ -92,3 +92,17 @@ async def test_get_token_failure_message_has_no_secret(fake: FakeAkool, make_ses
         with pytest.raises(ak.ServerError) as caught:
             await session.get_credit()
     assert_no_secret("".join(traceback.format_exception(caught.value)))
+
+
+async def test_malformed_get_token_answer_is_never_quoted(
+    fake: FakeAkool, make_session: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A getToken answer with a token but a wrong-typed code is not quoted in errors or logs."""
+    caplog.set_level(logging.DEBUG)
+    fake.on(TOKEN_PATH, {"code": "1000", "token": TOKEN})
+    async with make_session(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as session:
+        with pytest.raises(ak.InvalidResponse) as caught:
+            await session.get_credit()
+    assert "body not shown" in str(caught.value)
+    texts = [record.getMessage() for record in caplog.records]
+    assert_no_secret("\n".join([*texts, "".join(traceback.format_exception(caught.value))]))

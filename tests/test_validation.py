@@ -1,0 +1,617 @@
+"""Bad input is refused before any request; credentials and base URL come from args or AKOOL_*."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+import akool_async as ak
+from conftest import API_KEY, BASE_URL, CLIENT_ID, CLIENT_SECRET, SECRETS, TOKEN, FakeAkool
+from samples import (
+    CREATE_BY_BUTTON_PATH,
+    CREATE_BY_BUTTON_RESPONSE,
+    CREATE_BY_PROMPT_PATH,
+    CREATE_BY_PROMPT_RESPONSE,
+    CREDIT_PATH,
+    CREDIT_RESPONSE,
+    TOKEN_PATH,
+    TOKEN_RESPONSE,
+)
+
+GRID_ID = "662a10df4197b3af58532e89"
+ALLOWED_SCALES = "1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3"
+ALLOWED_BUTTONS = "U1, U2, U3, U4, V1, V2, V3, V4"
+BAD_URLS = [
+    "",
+    "/relative/path.png",
+    "relative.png",
+    "cdn.example/x.png",
+    "ftp://cdn.example/x.png",
+    "file:///etc/passwd",
+    "https://cdn.example/with space.png",
+    " https://cdn.example/x.png",
+    "https://cdn.example/x.png\n",
+    "https://",
+    "http:///x.png",
+    "mailto:someone@example.com",
+    "https://[::1",
+]
+NON_STRINGS: list[Any] = [None, 42, b"bytes", ["a"]]
+
+
+# -- prompt ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt", ["", " ", "\t\n  "])
+@pytest.mark.anyio
+async def test_blank_prompt_refused(
+    prompt: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """An empty or blank prompt is InvalidInput and nothing is sent."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput, match="prompt must not be empty or blank"):
+            await session.create_by_prompt(prompt)
+        with pytest.raises(ak.InvalidInput, match="prompt must not be empty or blank"):
+            await session.generate(prompt)
+
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("prompt", NON_STRINGS)
+@pytest.mark.anyio
+async def test_non_string_prompt_refused(
+    prompt: Any, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """A prompt that is not a string is InvalidInput naming its type; nothing is sent."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as raised:
+            await session.create_by_prompt(prompt)
+
+    assert f"prompt must be a string (got {type(prompt).__name__})" == str(raised.value)
+    assert isinstance(raised.value, ValueError)
+    assert [] == fake.requests
+
+
+# -- scale ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scale", ["5:4", "1:2", "16:10", "1x1", "", "1 : 1", "original", "Original"]
+)
+@pytest.mark.anyio
+async def test_unknown_scale_refused(
+    scale: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """A scale outside the seven is refused; the message lists them and echoes the bad one."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as raised:
+            await session.create_by_prompt("a red fox", scale=scale)
+
+    assert f"scale must be one of {ALLOWED_SCALES} (got {scale!r})" == str(raised.value)
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("scale", [None, 1, 1.0, (1, 1)])
+@pytest.mark.anyio
+async def test_non_string_scale_refused(
+    scale: Any, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """A scale that is not a string is refused the same way."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as raised:
+            await session.create_by_prompt("a red fox", scale=scale)
+
+    assert f"scale must be one of {ALLOWED_SCALES} (got {scale!r})" == str(raised.value)
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("scale", [*list(ak.Scale), *[s.value for s in ak.Scale]])
+@pytest.mark.anyio
+async def test_each_allowed_scale_is_sent(
+    scale: ak.Scale | str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """Every documented scale, as enum or string, is sent as its plain string."""
+    fake.on(CREATE_BY_PROMPT_PATH, copy.deepcopy(CREATE_BY_PROMPT_RESPONSE))
+
+    async with make_session() as session:
+        await session.create_by_prompt("a red fox", scale=scale)
+
+    assert [{"prompt": "a red fox", "scale": str(scale)}] == [
+        fake.body(r) for r in fake.sent(CREATE_BY_PROMPT_PATH)
+    ]
+
+
+# -- URLs -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.anyio
+async def test_bad_source_image_refused(
+    url: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """source_image must be an absolute http(s) URL with a host; the bad value is echoed."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as raised:
+            await session.create_by_prompt("a red fox", source_image=url)
+
+    expected = f"source_image must be an absolute http:// or https:// URL (got {url!r})"
+    assert expected == str(raised.value)
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.anyio
+async def test_bad_webhook_url_refused(
+    url: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """webhook_url must be an absolute http(s) URL, on both creates."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as by_prompt:
+            await session.create_by_prompt("a red fox", webhook_url=url)
+        with pytest.raises(ak.InvalidInput) as by_button:
+            await session.create_by_button(GRID_ID, "U1", webhook_url=url)
+
+    expected = f"webhook_url must be an absolute http:// or https:// URL (got {url!r})"
+    assert [expected, expected] == [str(by_prompt.value), str(by_button.value)]
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("url", NON_STRINGS[1:])
+@pytest.mark.anyio
+async def test_non_string_url_refused(
+    url: Any, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """A URL that is not a string is refused naming the argument and the type."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as raised:
+            await session.create_by_prompt("a red fox", source_image=url)
+
+    assert f"source_image must be a URL string (got {type(url).__name__})" == str(raised.value)
+    assert [] == fake.requests
+
+
+@pytest.mark.anyio
+async def test_good_urls_sent_under_wire_names(
+    fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """Valid source_image and webhook_url go out as `source_image` and `webhookUrl`."""
+    fake.on(CREATE_BY_PROMPT_PATH, copy.deepcopy(CREATE_BY_PROMPT_RESPONSE))
+
+    async with make_session() as session:
+        await session.create_by_prompt(
+            "Sun Wukong is surrounded by heavenly soldiers and generals",
+            scale="1:1",
+            source_image="https://drz0f01yeq1cx.cloudfront.net/a.png",
+            webhook_url="http://hooks.example:8080/akool?x=1",
+        )
+
+    expected = {
+        "prompt": "Sun Wukong is surrounded by heavenly soldiers and generals",
+        "scale": "1:1",
+        "source_image": "https://drz0f01yeq1cx.cloudfront.net/a.png",
+        "webhookUrl": "http://hooks.example:8080/akool?x=1",
+    }
+    assert [expected] == [fake.body(r) for r in fake.sent(CREATE_BY_PROMPT_PATH)]
+
+
+# -- buttons --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("button", ["U0", "U5", "V0", "V5", "X1", "U", "", "UV1", "U 1", "upscale"])
+@pytest.mark.anyio
+async def test_unknown_button_refused(
+    button: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """Only U1..U4 and V1..V4 are buttons; the message lists them and echoes the bad one."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as raised:
+            await session.create_by_button(GRID_ID, button)
+
+    assert f"button must be one of {ALLOWED_BUTTONS} (got {button!r})" == str(raised.value)
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("button", [None, 1, ["U1"]])
+@pytest.mark.anyio
+async def test_non_string_button_refused(
+    button: Any, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """A button that is not a string is refused, and echoed."""
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as raised:
+            await session.create_by_button(GRID_ID, button)
+
+    assert f"button must be one of {ALLOWED_BUTTONS} (got {button!r})" == str(raised.value)
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"), [("u2", "U2"), ("v4", "V4"), ("U3", "U3"), (ak.Button.V1, "V1")]
+)
+@pytest.mark.anyio
+async def test_button_case_insensitive_sent_upper(
+    given: Any, sent: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """A lowercase button is accepted and sent in Akool's upper case."""
+    fake.on(CREATE_BY_BUTTON_PATH, copy.deepcopy(CREATE_BY_BUTTON_RESPONSE))
+
+    async with make_session() as session:
+        await session.create_by_button("65d3206b83ccf5ab7d46cdc6", given)
+
+    assert [{"_id": "65d3206b83ccf5ab7d46cdc6", "button": sent}] == [
+        fake.body(r) for r in fake.sent(CREATE_BY_BUTTON_PATH)
+    ]
+
+
+# -- image ids ------------------------------------------------------------------------------------
+
+BLANK_IDS = ["", " ", "\t", "\n \n"]
+SPACED_IDS = ["662a10df 4197b3af", " 662a10df", "662a10df\n", "662a\x0010df"]
+
+
+@pytest.mark.parametrize("image_id", BLANK_IDS)
+@pytest.mark.anyio
+async def test_blank_image_id_refused(
+    image_id: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """An empty or blank id is refused by create_by_button, get_image_info and session.job."""
+    expected = "image id must not be empty: pass the '_id' Akool returned on create"
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as by_button:
+            await session.create_by_button(image_id, "U1")
+        with pytest.raises(ak.InvalidInput) as info:
+            await session.get_image_info(image_id)
+        with pytest.raises(ak.InvalidInput) as job:
+            session.job(image_id)
+
+    assert [expected] * 3 == [str(by_button.value), str(info.value), str(job.value)]
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("image_id", SPACED_IDS)
+@pytest.mark.anyio
+async def test_image_id_with_white_space_refused(
+    image_id: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """An id with white space or control characters in it is no Akool id; nothing is sent."""
+    expected = f"image id must not contain white space or control characters (got {image_id!r})"
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as by_button:
+            await session.create_by_button(image_id, "U1")
+        with pytest.raises(ak.InvalidInput) as info:
+            await session.get_image_info(image_id)
+        with pytest.raises(ak.InvalidInput) as job:
+            session.job(image_id)
+
+    assert [expected] * 3 == [str(by_button.value), str(info.value), str(job.value)]
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("image_id", NON_STRINGS)
+@pytest.mark.anyio
+async def test_non_string_image_id_refused(
+    image_id: Any, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """An id that is not a string is refused naming its type, everywhere an id is taken."""
+    expected = f"image id must be a string (got {type(image_id).__name__})"
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as by_button:
+            await session.create_by_button(image_id, "U1")
+        with pytest.raises(ak.InvalidInput) as info:
+            await session.get_image_info(image_id)
+        with pytest.raises(ak.InvalidInput) as job:
+            session.job(image_id)
+
+    assert [expected] * 3 == [str(by_button.value), str(info.value), str(job.value)]
+    assert [] == fake.requests
+
+
+@pytest.mark.anyio
+async def test_validation_runs_before_session_state_check(fake: FakeAkool) -> None:
+    """Bad input is reported as bad input even on a session that was never opened."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
+    session = ak.AkoolSession(api_key=API_KEY, base_url=BASE_URL, http_client=client)
+
+    with pytest.raises(ak.InvalidInput):
+        await session.create_by_prompt("   ")
+
+    assert [] == fake.requests
+    await client.aclose()
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+def session_kwargs(**kwargs: Any) -> dict[str, Any]:
+    """AkoolSession arguments with the test base URL (no client is made before `async with`)."""
+    return {"base_url": BASE_URL, **kwargs}
+
+
+def test_no_credentials_names_every_variable() -> None:
+    """With no arguments and no AKOOL_* variables, MissingCredentials names all four variables."""
+    with pytest.raises(ak.MissingCredentials) as raised:
+        ak.AkoolSession(**session_kwargs())
+
+    message = str(raised.value)
+    for name in ("AKOOL_API_KEY", "AKOOL_TOKEN", "AKOOL_CLIENT_ID", "AKOOL_CLIENT_SECRET"):
+        assert name in message
+    for argument in ("api_key=", "token=", "client_id=", "client_secret="):
+        assert argument in message
+    assert isinstance(raised.value, ak.InvalidInput)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_api_key_and_token_together_refused() -> None:
+    """Akool would silently prefer the token, so giving both is an error; no secret is echoed."""
+    with pytest.raises(ak.InvalidInput, match="give either api_key or token, not both") as raised:
+        ak.AkoolSession(**session_kwargs(api_key=API_KEY, token=TOKEN))
+
+    assert ak.InvalidInput is type(raised.value)
+    assert [] == [secret for secret in SECRETS if secret in str(raised.value)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "missing"),
+    [
+        ({"client_id": CLIENT_ID}, "client_secret"),
+        ({"client_secret": CLIENT_SECRET}, "client_id"),
+        ({"api_key": API_KEY, "client_id": CLIENT_ID}, "client_secret"),
+    ],
+)
+def test_half_a_client_pair_refused(kwargs: dict[str, str], missing: str) -> None:
+    """client_id and client_secret go together; the message names the missing half."""
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(**session_kwargs(**kwargs))
+
+    expected = f"client_id and client_secret go together; the argument for {missing} is missing"
+    assert expected == str(raised.value)
+    assert [] == [secret for secret in SECRETS if secret in str(raised.value)]
+
+
+@pytest.mark.parametrize("name", ["api_key", "token", "client_id", "client_secret"])
+@pytest.mark.parametrize("value", ["", "   "])
+def test_empty_credential_refused(name: str, value: str) -> None:
+    """An empty or blank credential is refused by name rather than sent."""
+    kwargs = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    kwargs[name] = value
+
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(**session_kwargs(**kwargs))
+
+    assert f"{name} is empty; give a non-empty value or leave it out" == str(raised.value)
+    assert ak.InvalidInput is type(raised.value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["", "openapi.akool.com", "/api", "ftp://openapi.akool.com", "https://", "https://[::1"],
+)
+def test_bad_base_url_refused(base_url: str) -> None:
+    """base_url must be an absolute http(s) URL; anything else is InvalidInput, echoing it."""
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(api_key=API_KEY, base_url=base_url)
+
+    assert f"base_url must be an absolute http(s) URL (got {base_url!r})" == str(raised.value)
+
+
+# -- environment fallbacks ------------------------------------------------------------------------
+
+
+def env_session(fake: FakeAkool, **kwargs: Any) -> ak.AkoolSession:
+    """A session on the fake whose credentials (and, unless given, base URL) come from AKOOL_*."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(fake))
+    return ak.AkoolSession(http_client=client, **kwargs)
+
+
+def auth_headers(request: httpx.Request) -> dict[str, str | None]:
+    """The two auth headers a request carried."""
+    return {
+        "x-api-key": request.headers.get("x-api-key"),
+        "authorization": request.headers.get("authorization"),
+    }
+
+
+@pytest.mark.anyio
+async def test_env_api_key(fake: FakeAkool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AKOOL_API_KEY alone is sent as x-api-key."""
+    monkeypatch.setenv("AKOOL_API_KEY", "env-api-key")
+    fake.on(CREDIT_PATH, CREDIT_RESPONSE)
+
+    async with env_session(fake, base_url=BASE_URL) as session:
+        assert 123 == await session.get_credit()
+
+    assert [{"x-api-key": "env-api-key", "authorization": None}] == [
+        auth_headers(r) for r in fake.requests
+    ]
+
+
+@pytest.mark.anyio
+async def test_env_token(fake: FakeAkool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AKOOL_TOKEN alone is sent as a bearer token."""
+    monkeypatch.setenv("AKOOL_TOKEN", "env-token")
+    fake.on(CREDIT_PATH, CREDIT_RESPONSE)
+
+    async with env_session(fake, base_url=BASE_URL) as session:
+        await session.get_credit()
+
+    assert [{"x-api-key": None, "authorization": "Bearer env-token"}] == [
+        auth_headers(r) for r in fake.requests
+    ]
+
+
+@pytest.mark.anyio
+async def test_env_client_credentials(fake: FakeAkool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AKOOL_CLIENT_ID and AKOOL_CLIENT_SECRET fetch a token from getToken, then use it."""
+    monkeypatch.setenv("AKOOL_CLIENT_ID", "env-client-id")
+    monkeypatch.setenv("AKOOL_CLIENT_SECRET", "env-client-secret")
+    fake.on(TOKEN_PATH, TOKEN_RESPONSE)
+    fake.on(CREDIT_PATH, CREDIT_RESPONSE)
+
+    async with env_session(fake, base_url=BASE_URL) as session:
+        await session.get_credit()
+
+    assert [("POST", TOKEN_PATH), ("GET", CREDIT_PATH)] == [
+        (r.method, r.url.path) for r in fake.requests
+    ]
+    assert {"clientId": "env-client-id", "clientSecret": "env-client-secret"} == fake.body(
+        fake.requests[0]
+    )
+    assert {"x-api-key": None, "authorization": f"Bearer {TOKEN_RESPONSE['token']}"} == (
+        auth_headers(fake.requests[1])
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "other"),
+    [("AKOOL_CLIENT_ID", "AKOOL_CLIENT_SECRET"), ("AKOOL_CLIENT_SECRET", "AKOOL_CLIENT_ID")],
+)
+def test_env_half_client_pair_refused(
+    variable: str, other: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half a client pair in the environment is an error naming the missing variable's role."""
+    monkeypatch.setenv(variable, "half")
+
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(**session_kwargs())
+
+    missing = "client_secret" if other == "AKOOL_CLIENT_SECRET" else "client_id"
+    expected = (
+        "client_id and client_secret go together; "
+        f"the environment variable for {missing} is missing"
+    )
+    assert expected == str(raised.value)
+
+
+def test_env_api_key_and_token_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AKOOL_API_KEY and AKOOL_TOKEN together are as ambiguous as the two arguments."""
+    monkeypatch.setenv("AKOOL_API_KEY", "env-api-key")
+    monkeypatch.setenv("AKOOL_TOKEN", "env-token")
+
+    with pytest.raises(ak.InvalidInput, match="give either api_key or token, not both"):
+        ak.AkoolSession(**session_kwargs())
+
+
+def test_empty_env_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AKOOL_API_KEY set to '' is no credential: MissingCredentials, not an empty key."""
+    monkeypatch.setenv("AKOOL_API_KEY", "")
+
+    with pytest.raises(ak.MissingCredentials):
+        ak.AkoolSession(**session_kwargs())
+
+
+@pytest.mark.anyio
+async def test_env_base_url(fake: FakeAkool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AKOOL_BASE_URL is the API root when no base_url is given (path prefix kept)."""
+    monkeypatch.setenv("AKOOL_BASE_URL", "https://env.akool.test/prefix")
+    fake.on("/prefix" + CREDIT_PATH, CREDIT_RESPONSE)
+
+    async with env_session(fake, api_key=API_KEY) as session:
+        assert "https://env.akool.test/prefix/" == str(session.base_url)
+        await session.get_credit()
+
+    assert ["https://env.akool.test/prefix/api/open/v3/faceswap/quota/info"] == [
+        str(r.url) for r in fake.requests
+    ]
+
+
+def test_default_base_url() -> None:
+    """Without argument or variable, the API root is Akool's public one."""
+    session = ak.AkoolSession(api_key=API_KEY)
+
+    assert "https://openapi.akool.com/" == str(session.base_url)
+    assert "https://openapi.akool.com" == ak.DEFAULT_BASE_URL
+
+
+def test_base_url_argument_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit base_url wins over AKOOL_BASE_URL."""
+    monkeypatch.setenv("AKOOL_BASE_URL", "https://env.akool.test")
+
+    assert "https://arg.akool.test/" == str(
+        ak.AkoolSession(api_key=API_KEY, base_url="https://arg.akool.test").base_url
+    )
+
+
+@pytest.mark.parametrize("bad", ["ftp://env.akool.test", "env.akool.test", "https://"])
+def test_bad_env_base_url_refused(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malformed AKOOL_BASE_URL is refused like a malformed argument."""
+    monkeypatch.setenv("AKOOL_BASE_URL", bad)
+
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(api_key=API_KEY)
+
+    assert f"base_url must be an absolute http(s) URL (got {bad!r})" == str(raised.value)
+
+
+def set_all_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every AKOOL_* credential variable set, to prove none of them is read."""
+    monkeypatch.setenv("AKOOL_API_KEY", "env-api-key")
+    monkeypatch.setenv("AKOOL_TOKEN", "env-token")
+    monkeypatch.setenv("AKOOL_CLIENT_ID", "env-client-id")
+    monkeypatch.setenv("AKOOL_CLIENT_SECRET", "env-client-secret")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected_headers"),
+    [
+        ({"api_key": API_KEY}, {"x-api-key": API_KEY, "authorization": None}),
+        ({"token": TOKEN}, {"x-api-key": None, "authorization": f"Bearer {TOKEN}"}),
+    ],
+    ids=["api_key", "token"],
+)
+@pytest.mark.anyio
+async def test_explicit_credential_ignores_env(
+    kwargs: dict[str, str],
+    expected_headers: dict[str, str | None],
+    fake: FakeAkool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One credential argument means no AKOOL_* credential is read: no conflict, no mixing."""
+    set_all_env(monkeypatch)
+    fake.on(CREDIT_PATH, CREDIT_RESPONSE)
+
+    async with env_session(fake, base_url=BASE_URL, **kwargs) as session:
+        await session.get_credit()
+
+    assert [expected_headers] == [auth_headers(r) for r in fake.requests]
+
+
+@pytest.mark.anyio
+async def test_explicit_client_pair_ignores_env(
+    fake: FakeAkool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Explicit client credentials are the ones sent to getToken; the env api key is not used."""
+    set_all_env(monkeypatch)
+    fake.on(TOKEN_PATH, TOKEN_RESPONSE)
+    fake.on(CREDIT_PATH, CREDIT_RESPONSE)
+
+    async with env_session(
+        fake, base_url=BASE_URL, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as session:
+        await session.get_credit()
+
+    assert {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET} == fake.body(fake.requests[0])
+    assert [
+        {"x-api-key": None, "authorization": None},
+        {"x-api-key": None, "authorization": f"Bearer {TOKEN_RESPONSE['token']}"},
+    ] == [auth_headers(r) for r in fake.requests]
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [({"client_id": CLIENT_ID}, "client_secret"), ({"client_secret": CLIENT_SECRET}, "client_id")],
+)
+def test_env_never_completes_an_argument_pair(
+    given: dict[str, str], missing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half a client pair as an argument is not completed from the environment."""
+    set_all_env(monkeypatch)
+
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(**session_kwargs(**given))
+
+    expected = f"client_id and client_secret go together; the argument for {missing} is missing"
+    assert expected == str(raised.value)
