@@ -16,7 +16,7 @@ import akool_async as ak
 API_KEY = "test-api-key-9f8e7d"
 TOKEN = "test-bearer-token-1a2b3c"
 CLIENT_ID = "test-client-id"
-CLIENT_SECRET = "test-client-secret-24-byt"
+CLIENT_SECRET = "test-client-secret-24-by"
 SECRETS = (API_KEY, TOKEN, CLIENT_SECRET)
 BASE_URL = "https://openapi.akool.test"
 

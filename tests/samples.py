@@ -38,13 +38,28 @@ IMAGE_INFO_QUERY: Final[dict[str, str]] = {"image_model_id": "662a10df4197b3af58
 
 # -- responses (whole envelopes) -----------------------------------------------------------------
 
-# The createbyprompt page shows no full example response, only the documented shape of `data`:
-# `{ _id: "", image_status: 1 }`. This is that shape, with the id of the docs' infobymodelid
-# example, which is the job such a create would have made.
+# The createbyprompt example response, from the docs' page (prompt texts elided there too).
 CREATE_BY_PROMPT_RESPONSE: Final[dict[str, Any]] = {
     "code": 1000,
     "msg": "OK",
-    "data": {"_id": "662a10df4197b3af58532e89", "image_status": 1},
+    "data": {
+        "faceswap_quality": 2,
+        "deduction_credit": 2,
+        "buttons": [],
+        "used_buttons": [],
+        "upscaled_urls": [],
+        "_id": "64dd82eef0b6684651e90131",
+        "uid": 378337,
+        "create_time": 1692238574633,
+        "origin_prompt": "***",
+        "source_image": (
+            "https://***.cloudfront.net/1702436829534-4a813e6c-303e-48c7-8a4e-b915ae408b78-5034.png"
+        ),
+        "prompt": "***** was a revolutionary leader who transformed *** into a powerful state.",
+        "type": 4,
+        "from": 1,
+        "image_status": 1,
+    },
 }
 
 CREATE_BY_BUTTON_RESPONSE: Final[dict[str, Any]] = {

@@ -12,9 +12,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import akool_async as ak
-from samples import CREATE_BY_BUTTON_RESPONSE, CREATE_BY_PROMPT_RESPONSE, INFO_BY_MODEL_ID_RESPONSE
+from samples import CREATE_BY_BUTTON_RESPONSE, INFO_BY_MODEL_ID_RESPONSE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The createbyprompt table documents `data` as `{ _id: "", image_status: 1 }`: the least it holds.
+MINIMAL_CREATE_DATA: dict[str, Any] = {"_id": "662a10df4197b3af58532e89", "image_status": 1}
 
 
 def sample_data(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -68,14 +71,14 @@ def test_info_sample_expires_seven_days_after_creation() -> None:
 
 def test_expires_at_is_none_without_create_time() -> None:
     """A job without create_time has no known expiry."""
-    info = ak.ImageInfo.from_wire(sample_data(CREATE_BY_PROMPT_RESPONSE))
+    info = ak.ImageInfo.from_wire(MINIMAL_CREATE_DATA)
 
     assert info.expires_at is None
 
 
 def test_create_by_prompt_sample_maps_minimal_fields() -> None:
     """The documented createbyprompt data `{_id, image_status}` gives a queueing job."""
-    info = ak.ImageInfo.from_wire(sample_data(CREATE_BY_PROMPT_RESPONSE))
+    info = ak.ImageInfo.from_wire(MINIMAL_CREATE_DATA)
 
     assert ak.ImageInfo(id="662a10df4197b3af58532e89", status=ak.ImageStatus.QUEUEING) == info
     assert ak.ImageStatus.QUEUEING is info.status
@@ -134,7 +137,7 @@ def test_docs_sample_written_back_as_sent(envelope: dict[str, Any]) -> None:
 
 def test_minimal_sample_written_back_with_empty_lists() -> None:
     """to_wire always writes the three list fields, empty when Akool sent none; omits nulls."""
-    data = sample_data(CREATE_BY_PROMPT_RESPONSE)
+    data = dict(MINIMAL_CREATE_DATA)
 
     expected = {
         "_id": "662a10df4197b3af58532e89",

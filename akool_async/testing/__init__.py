@@ -1,0 +1,58 @@
+"""Test Akool code without an Akool account: a faithful local emulator of Akool's image API.
+
+```python
+from akool_async.testing import AkoolEmulator
+
+emulator = AkoolEmulator(time_scale=0.01)
+async with emulator.client() as http, ak.AkoolSession(
+    api_key=emulator.api_key, http_client=http
+) as session:
+    job = await session.generate("a red fox in snow")
+```
+
+Needs the ``emulator`` extra: ``pip install 'akool-async[emulator]'``. The pytest fixtures
+``akool_emulator`` and ``akool_session`` are registered automatically.
+"""
+
+from __future__ import annotations
+
+from ._deliveries import DeliveryAttempt, DeliveryPolicy
+from ._emulator import (
+    TEST_API_KEY,
+    TEST_CLIENT_ID,
+    TEST_CLIENT_SECRET,
+    AkoolEmulator,
+    EmulatedDisconnect,
+    RecordedRequest,
+)
+from ._jobs import EmulatedJob, JobKind
+from ._plan import Duration, EmulatorTimings, Faults
+
+__all__ = [
+    "TEST_API_KEY",
+    "TEST_CLIENT_ID",
+    "TEST_CLIENT_SECRET",
+    "AkoolEmulator",
+    "DeliveryAttempt",
+    "DeliveryPolicy",
+    "Duration",
+    "EmulatedDisconnect",
+    "EmulatedJob",
+    "EmulatorTimings",
+    "Faults",
+    "JobKind",
+    "RecordedRequest",
+]
+
+
+def _report_public_module() -> None:
+    """Reprs and docs say akool_async.testing.AkoolEmulator, not its private module."""
+    namespace = globals()
+    for name in __all__:
+        obj = namespace[name]
+        if isinstance(obj, type) and obj.__module__.startswith("akool_async.testing._"):
+            obj.__module__ = "akool_async.testing"
+
+
+_report_public_module()
+del _report_public_module
