@@ -41,9 +41,9 @@ async def outcome(
 
 
 async def run_script(emulator: AkoolEmulator) -> list[tuple[Any, ...]]:
-    """A fixed mix of creates, reads and balance checks; returns every outcome in order."""
+    """A fixed mix of creates, reads and balance checks; every outcome in order, with its fault."""
     seen: list[tuple[Any, ...]] = []
-    async with emulator.client() as client:
+    async with emulator.client(timeout=None) as client:
         seen += [
             await outcome(client, "POST", PROMPT, json={"prompt": f"prompt {n % 10}"})
             for n in range(30)
@@ -53,7 +53,8 @@ async def run_script(emulator: AkoolEmulator) -> list[tuple[Any, ...]]:
             params = {"image_model_id": job_ids[n % len(job_ids)]} if job_ids else {}
             seen.append(await outcome(client, "GET", INFO, params=params))
             seen.append(await outcome(client, "GET", QUOTA))
-    return seen
+    faults = [request.fault for request in emulator.requests]
+    return [(*seen_one, fault) for seen_one, fault in zip(seen, faults, strict=True)]
 
 
 FAULT_EFFECTS = {
@@ -63,6 +64,7 @@ FAULT_EFFECTS = {
     "bad_gateway": (502, None, "not-json"),
     "unavailable": (503, "2", 503),
     "truncated": (200, None, "not-json"),
+    "slow": (200, None, 1000),
     "drop_before_commit": ("dropped",),
     "drop_after_commit": ("dropped",),
     "generate_error": (200, None, 1108),
@@ -78,9 +80,27 @@ async def test_each_fault_shows_and_is_reproducible_under_a_seed(kind: str) -> N
     other = await run_script(make(seed=12, retry_after=2.0, **{kind: 0.3}))
     assert first == again
     assert first != other
-    assert FAULT_EFFECTS[kind] in first
-    normal = {o for o in first if o != FAULT_EFFECTS[kind]}
-    assert {(200, None, 1000)} == normal
+    assert (*FAULT_EFFECTS[kind], kind) in first
+    assert {(*FAULT_EFFECTS[kind], kind), (200, None, 1000, None)} == set(first)
+
+
+async def test_job_failures_are_reproducible_under_a_seed() -> None:
+    """Which jobs fail, and every job's timeline, are the same for the same seed."""
+
+    async def plan(seed: int) -> list[tuple[str, bool, float]]:
+        emulator = AkoolEmulator(api_key="k", seed=seed, faults=Faults(job_failure_rate=0.3))
+        async with emulator.client() as client:
+            for n in range(40):
+                await outcome(client, "POST", PROMPT, json={"prompt": f"prompt {n}"})
+        return [
+            (job.prompt, job.fails, job.complete_at - job.created_at)
+            for job in emulator.jobs.values()
+        ]
+
+    first, again, other = await plan(21), await plan(21), await plan(22)
+    assert first == again
+    assert [fails for _, fails, _ in first] != [fails for _, fails, _ in other]
+    assert [took for _, _, took in first] != [took for _, _, took in other]
 
 
 async def test_faults_do_not_depend_on_request_interleaving() -> None:
@@ -103,11 +123,11 @@ async def test_faults_do_not_depend_on_request_interleaving() -> None:
 
 
 async def test_commit_semantics_of_each_create_fault() -> None:
-    """Throttles, 5xx, 1108 and an early drop create nothing; a late drop or truncation does."""
+    """Throttles, 5xx, 1108 and an early drop create nothing; slow, truncated or late drops do."""
     committed = {}
     for kind in FAULT_EFFECTS:
         emulator = make(**{kind: 1.0})
-        async with emulator.client() as client:
+        async with emulator.client(timeout=None) as client:
             await outcome(client, "POST", PROMPT, json={"prompt": "p"})
         committed[kind] = emulator.creates_for("p")
     assert {
@@ -117,6 +137,7 @@ async def test_commit_semantics_of_each_create_fault() -> None:
         "bad_gateway": 0,
         "unavailable": 0,
         "truncated": 1,
+        "slow": 1,
         "drop_before_commit": 0,
         "drop_after_commit": 1,
         "generate_error": 0,
