@@ -15,7 +15,7 @@ import importlib.util
 import json
 import math
 import string
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final, cast
@@ -28,6 +28,7 @@ import httpx
 
 from akool_async._errors import InvalidInput
 from akool_async._models import RESULT_LIFETIME, Button, ImageStatus, Scale
+from akool_async.testing._asgi import Receive, Scope, Send, answer_lifespan
 from akool_async.testing._deliveries import DeliveryPolicy, WebhookDispatcher
 from akool_async.testing._jobs import EmulatedJob, JobKind, View
 from akool_async.testing._plan import EmulatorTimings, FaultKind, Faults, draw, rng_for
@@ -46,10 +47,6 @@ TEST_CLIENT_ID: Final = "akool-emulator-client"
 TEST_CLIENT_SECRET: Final = "akool-emulator-secret-24"  # noqa: S105 - a public test value
 IN_PROCESS_URL: Final = "http://akool-emulator.test"
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _API = "/api/open/v3"
 _ROUTES: Final = {
@@ -300,7 +297,7 @@ class AkoolEmulator:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -707,16 +704,6 @@ def _fault_key(endpoint: str, query: Mapping[str, str], body: Any) -> str:
 
 def _seconds(value: float) -> str:
     return str(max(1, math.ceil(value)))
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def _check_time_scale(value: object) -> None:

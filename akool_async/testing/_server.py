@@ -6,24 +6,17 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from typing import Any, Final, Literal, TypeAlias, cast
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, Final, Literal, cast
 
 import anyio
 import anyio.abc
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIFramework
 
-__all__ = ["ASGIApp", "Receive", "Scope", "Send", "serve_asgi"]
+from akool_async.testing._asgi import ASGIApp, Receive, Scope, Send, answer_lifespan
 
-Scope: TypeAlias = MutableMapping[str, Any]
-"""An ASGI connection scope."""
-Receive: TypeAlias = Callable[[], Awaitable[MutableMapping[str, Any]]]
-"""The ASGI ``receive`` callable."""
-Send: TypeAlias = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-"""The ASGI ``send`` callable."""
-ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
-"""An ASGI 3 application: ``await app(scope, receive, send)``."""
+__all__ = ["ASGIApp", "Receive", "Scope", "Send", "serve_asgi"]
 
 logger = logging.getLogger("akool_async.testing.server")
 
@@ -88,13 +81,7 @@ def _without_lifespan(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "lifespan":
             await app(scope, receive, send)
             return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await answer_lifespan(receive, send)
 
     return app_without_lifespan
 
