@@ -11,11 +11,14 @@ async with ak.AkoolSession(api_key="...") as session:
 from __future__ import annotations
 
 from ._config import DEFAULT_BASE_URL, AuthMode, Credentials, Secret
+from ._download import Download, DownloadError, NotAnImage, ResponseTooLarge, ResultExpired
+from ._engine import EventKind, JobEvent, SessionClosed
 from ._errors import (
     AccountBanned,
     AkoolError,
     APIError,
     AuthenticationError,
+    ButtonUnavailable,
     ConnectError,
     ContentNotFound,
     GenerationError,
@@ -38,12 +41,15 @@ from ._errors import (
     TransportError,
     WaitTimeout,
 )
+from ._job import DEFAULT_MAX_BYTES, ImageJob
 from ._models import RESULT_LIFETIME, Button, ImageInfo, ImageStatus, Scale
+from ._polling import PollPolicy
 from ._retry import RetryPolicy
-from ._session import NOT_GIVEN, AkoolSession, ImageJob, NotGiven, __version__
+from ._session import NOT_GIVEN, AkoolSession, NotGiven, __version__
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_BYTES",
     "NOT_GIVEN",
     "RESULT_LIFETIME",
     "APIError",
@@ -53,9 +59,13 @@ __all__ = [
     "AuthMode",
     "AuthenticationError",
     "Button",
+    "ButtonUnavailable",
     "ConnectError",
     "ContentNotFound",
     "Credentials",
+    "Download",
+    "DownloadError",
+    "EventKind",
     "GenerationError",
     "HTTPStatusError",
     "ImageInfo",
@@ -64,20 +74,26 @@ __all__ = [
     "InsufficientCredit",
     "InvalidInput",
     "InvalidResponse",
+    "JobEvent",
     "JobFailed",
     "MissingCredentials",
+    "NotAnImage",
     "NotGiven",
     "OperationNotAllowed",
     "ParameterError",
     "PaymentRequired",
     "PermissionDenied",
+    "PollPolicy",
     "RateLimited",
     "RemoteProtocolError",
     "RequestTimeout",
+    "ResponseTooLarge",
+    "ResultExpired",
     "RetryPolicy",
     "Scale",
     "Secret",
     "ServerError",
+    "SessionClosed",
     "SubmissionUnknown",
     "TooManyRequests",
     "TransportError",

@@ -25,6 +25,7 @@ __all__ = [
     "AccountBanned",
     "AkoolError",
     "AuthenticationError",
+    "ButtonUnavailable",
     "ConnectError",
     "ContentNotFound",
     "GenerationError",
@@ -71,6 +72,10 @@ class InvalidInput(AkoolError, ValueError):
 
 class MissingCredentials(InvalidInput):
     """No usable credentials were given as arguments or found in ``AKOOL_*`` variables."""
+
+
+class ButtonUnavailable(InvalidInput):
+    """The button cannot be pressed on this job (used already, or not offered); nothing was sent."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,25 +1,37 @@
-"""AkoolSession, which owns the HTTP client and the wire, and ImageJob, a handle on one job."""
+"""AkoolSession: owns the HTTP client, the wire, the engine and their task group."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
+import os
+import pathlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Final, Self, cast
 
 import anyio
+import anyio.abc
 import httpx
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ._config import Credentials, resolve_base_url
-from ._errors import InvalidInput
+from ._download import Download, download
+from ._engine import Engine, JobEvent
+from ._errors import AkoolError, InvalidInput
+from ._job import DEFAULT_MAX_BYTES, ImageJob
 from ._models import Button, ImageInfo, Scale
+from ._pace import Pace
+from ._polling import JobKind, Planner, PollPolicy
 from ._retry import RetryPolicy
 from ._validate import check_button, check_image_id, check_prompt, check_scale, check_url
 from ._wire import Wire
 
-__all__ = ["NOT_GIVEN", "AkoolSession", "ImageJob", "NotGiven"]
+__all__ = ["NOT_GIVEN", "AkoolSession", "NotGiven"]
 
 logger = logging.getLogger("akool_async")
 
@@ -55,6 +67,32 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+def _check_limits(rate: object, concurrent: object, jobs: object) -> None:
+    if rate is not None and not (
+        isinstance(rate, int | float) and math.isfinite(rate) and rate > 0
+    ):
+        raise InvalidInput(f"requests_per_second must be a number > 0 or None (got {rate!r})")
+    _whole("max_concurrent_requests", concurrent)
+    _whole("max_jobs_in_flight", jobs)
+
+
+def _whole(name: str, value: object) -> int:
+    """``value`` if it is a whole number of at least 1; else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{name} must be a whole number >= 1 (got {value!r})")
+    return value
+
+
+def _forward_once(
+    send: MemoryObjectSendStream[ImageJob], sent: set[str], handle: ImageJob, _: object
+) -> None:
+    if handle.id in sent:
+        return  # a job ends once for as_completed, even if a read error ended a round first
+    sent.add(handle.id)
+    with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+        send.send_nowait(handle)
+
+
 def _decode_info(data: Any) -> ImageInfo:
     return ImageInfo.from_wire(data)
 
@@ -86,6 +124,14 @@ class AkoolSession:
             passed client's own setting for ``http_client``.
         retry: How transient failures are retried (`RetryPolicy`).
         http_client: An ``httpx.AsyncClient`` to use. The session then does not close it.
+        poll_policy: How results are polled for (`PollPolicy`).
+        requests_per_second: A cap on requests per second, creates and polls together. None:
+            no cap until Akool answers 429, after which the session finds the limit itself.
+        max_concurrent_requests: Requests in flight at once, whatever the number of jobs.
+        max_jobs_in_flight: Default concurrency of `generate_many`: jobs created and not yet
+            finished at once.
+        on_event: Called with each `JobEvent` (created, queueing, processing, completed,
+            failed) for progress bars and logs. It must not block.
 
     Raises:
         MissingCredentials: No credentials given or found.
@@ -103,7 +149,21 @@ class AkoolSession:
         timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
+        poll_policy: PollPolicy | None = None,
+        requests_per_second: float | None = None,
+        max_concurrent_requests: int = 16,
+        max_jobs_in_flight: int = 100,
+        on_event: Callable[[JobEvent], object] | None = None,
     ) -> None:
+        _check_limits(requests_per_second, max_concurrent_requests, max_jobs_in_flight)
+        self._poll_policy = poll_policy if poll_policy is not None else PollPolicy()
+        self._requests_per_second = requests_per_second
+        self._max_concurrent_requests = max_concurrent_requests
+        self._max_jobs_in_flight = max_jobs_in_flight
+        self._on_event = on_event
+        self._subscribers: list[MemoryObjectSendStream[JobEvent]] = []
+        self._engine: Engine | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
         self._credentials = Credentials.resolve(
             api_key=api_key, token=token, client_id=client_id, client_secret=client_secret
         )
@@ -137,6 +197,24 @@ class AkoolSession:
         """The retry policy in force."""
         return self._retry
 
+    @property
+    def poll_policy(self) -> PollPolicy:
+        """The poll policy in force."""
+        return self._poll_policy
+
+    @property
+    def status_requests(self) -> int:
+        """How many status reads the engine has sent so far."""
+        return self._engine.status_requests if self._engine is not None else 0
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The httpx client requests and downloads go through (open sessions only)."""
+        if self._client is None:
+            self._require_wire()
+        assert self._client is not None  # noqa: S101 - _require_wire raised otherwise
+        return self._client
+
     async def __aenter__(self) -> Self:
         if self._state is _State.CLOSED:
             raise RuntimeError("this AkoolSession is closed and cannot be reopened; make a new one")
@@ -152,6 +230,11 @@ class AkoolSession:
         else:
             client = self._given_client
         self._client = client
+        pace = Pace(
+            max_concurrent=self._max_concurrent_requests,
+            rate=self._requests_per_second,
+            max_pause=self._retry.max_retry_after,
+        )
         self._wire = Wire(
             client,
             base_url=self._base_url,
@@ -159,7 +242,14 @@ class AkoolSession:
             retry=self._retry,
             timeout=self._timeout if self._request_timeout_given else None,
             user_agent=f"akool-async/{__version__} httpx/{httpx.__version__}",
+            pace=pace,
         )
+        # Every background task lives in this group; leaving the session cancels them all.
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._engine = Engine(self._wire, Planner(self._poll_policy), task_group, self._emit)
+        task_group.start_soon(self._engine.run)
         self._state = _State.OPEN
         return self
 
@@ -170,10 +260,35 @@ class AkoolSession:
         traceback: TracebackType | None,
     ) -> None:
         self._state = _State.CLOSED
+        engine, task_group = self._engine, self._task_group
+        if engine is not None:
+            engine.close()
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+        for stream in self._subscribers:
+            stream.close()
         client, self._client, self._wire = self._client, None, None
         if client is not None and self._given_client is None:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
+
+    def _require_engine(self) -> Engine:
+        self._require_wire()
+        assert self._engine is not None  # noqa: S101 - set with the wire
+        return self._engine
+
+    def _emit(self, event: JobEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("on_event callback failed for %s", event)
+        for stream in list(self._subscribers):
+            try:
+                stream.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(stream)
 
     def _require_wire(self) -> Wire:
         if self._wire is None:
@@ -217,9 +332,11 @@ class AkoolSession:
         if webhook_url is not None:
             body["webhookUrl"] = check_url("webhook_url", webhook_url)
         wire = self._require_wire()
-        return await wire.call(
+        info = await wire.call(
             "POST", CREATE_BY_PROMPT, json_body=body, decode=_decode_info, paid=True
         )
+        self._require_engine().track(info.id, kind=JobKind.GRID, info=info, created=True)
+        return info
 
     async def create_by_button(
         self,
@@ -251,9 +368,12 @@ class AkoolSession:
         if webhook_url is not None:
             body["webhookUrl"] = check_url("webhook_url", webhook_url)
         wire = self._require_wire()
-        return await wire.call(
+        info = await wire.call(
             "POST", CREATE_BY_BUTTON, json_body=body, decode=_decode_info, paid=True
         )
+        kind = JobKind.UPSCALE if check_button(button).is_upscale else JobKind.VARIATION
+        self._require_engine().track(info.id, kind=kind, info=info, created=True)
+        return info
 
     async def get_image_info(self, image_id: str) -> ImageInfo:
         """Read a job's current state (``infobymodelid``). Free; retried on transient failures.
@@ -306,44 +426,125 @@ class AkoolSession:
         """
         return ImageJob(self, check_image_id(image_id))
 
+    async def generate_many(
+        self,
+        prompts: Iterable[str],
+        *,
+        scale: Scale | str = Scale.RATIO_1_1,
+        concurrency: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline per job, not for the call
+    ) -> list[ImageInfo | AkoolError]:
+        """Generate many images at once; one outcome per prompt, in input order.
 
-class ImageJob:
-    """A handle on one Akool image job. Made by `generate` or ``.job(id)``.
+        Every prompt is checked before anything is sent. A failure (a failed job, a refused or
+        ambiguous create, a deadline) is returned in that prompt's place and never cancels the
+        others.
 
-    Attributes:
-        id: The job's id.
-        session: The session the handle belongs to.
-    """
+        Args:
+            prompts: The prompts.
+            scale: One aspect ratio for all of them.
+            concurrency: Jobs in flight at once (created, not yet finished); default the
+                session's ``max_jobs_in_flight``.
+            timeout: A deadline per job, in seconds, from its creation.
 
-    __slots__ = ("_info", "id", "session")
+        Returns:
+            For each prompt, its completed `ImageInfo` or the `AkoolError` it ended with
+            (`JobFailed`, `SubmissionUnknown`, `WaitTimeout`, an `APIError`, ...).
 
-    def __init__(
-        self, session: AkoolSession, image_id: str, *, info: ImageInfo | None = None
-    ) -> None:
-        if info is not None and info.id != image_id:
-            raise InvalidInput(f"info is for job {info.id!r}, not {image_id!r}")
-        self.session = session
-        self.id = image_id
-        self._info = info
+        Raises:
+            InvalidInput: A prompt, the scale or the concurrency is bad; nothing was sent.
+        """
+        checked = [check_prompt(prompt) for prompt in prompts]
+        scale = check_scale(scale)
+        limit = _whole(
+            "concurrency", self._max_jobs_in_flight if concurrency is None else concurrency
+        )
+        self._require_engine()
+        results: list[ImageInfo | AkoolError | None] = [None] * len(checked)
+        in_flight = anyio.CapacityLimiter(limit)
 
-    @property
-    def info(self) -> ImageInfo | None:
-        """The job as last seen by this session, or None if it has not been read yet."""
-        return self._info
+        async def one(index: int) -> None:
+            async with in_flight:
+                try:
+                    job = await self.generate(checked[index], scale=scale)
+                    results[index] = await job.wait(timeout=timeout)
+                except AkoolError as error:
+                    results[index] = error
 
-    async def refresh(self) -> ImageInfo:
-        """Read the job's current state from Akool (one request) and remember it."""
-        self._info = await self.session.get_image_info(self.id)
-        return self._info
+        async with anyio.create_task_group() as task_group:
+            for index in range(len(checked)):
+                task_group.start_soon(one, index)
+        return [result for result in results if result is not None]
 
-    def __repr__(self) -> str:
-        status = self._info.status.name if self._info is not None else "UNKNOWN"
-        return f"ImageJob(id={self.id!r}, status={status})"
+    async def as_completed(self, jobs: Iterable[ImageJob]) -> AsyncIterator[ImageJob]:
+        """Yield the handles as their jobs reach an end: completed, failed, or unreadable.
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ImageJob):
-            return NotImplemented
-        return self.session is other.session and self.id == other.id
+        The jobs are polled while the iteration runs (and only then); call ``wait()`` on a
+        yielded handle for its result or error, which is then immediate.
 
-    def __hash__(self) -> int:
-        return hash((id(self.session), self.id))
+        Raises:
+            InvalidInput: A handle belongs to another session.
+        """
+        handles = list(dict.fromkeys(jobs))
+        for handle in handles:
+            if handle.session is not self:
+                raise InvalidInput(f"job {handle.id} belongs to another AkoolSession")
+        engine = self._require_engine()
+        send, receive = anyio.create_memory_object_stream[ImageJob](max(1, len(handles)))
+        cleanups: list[Callable[[], None]] = []
+        sent: set[str] = set()
+        try:
+            for handle in handles:
+                tracker = engine.track(handle.id)
+                if tracker.terminal:
+                    _forward_once(send, sent, handle, None)
+                    continue
+                cleanups.append(
+                    engine.add_listener(handle.id, partial(_forward_once, send, sent, handle))
+                )
+                cleanups.append(engine.hold(handle.id))
+            for _ in handles:
+                yield await receive.receive()
+        finally:
+            for cleanup in cleanups:
+                cleanup()
+            send.close()
+            receive.close()
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Every `JobEvent` from now on, as an async iterator (for progress displays).
+
+        ```python
+        async for event in session.events():
+            print(event.job_id, event.kind)
+        ```
+        The iteration ends when the session closes.
+        """
+        self._require_engine()
+        send, receive = anyio.create_memory_object_stream[JobEvent](math.inf)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            send.close()
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+
+    async def download_url(
+        self, url: str, dest: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> Download:
+        """Download one result URL to ``dest`` (a file path), atomically, with its sha256.
+
+        Raises:
+            InvalidInput: ``url`` is not an http(s) URL or ``dest``'s folder does not exist.
+            DownloadError: The body was too large, not an image, or the URL has expired.
+            TransportError: The download failed after retries.
+        """
+        check_url("url", url)
+        wire = self._require_wire()
+        del wire
+        return await download(
+            self.http_client, url, pathlib.Path(dest), retry=self._retry, max_bytes=max_bytes
+        )

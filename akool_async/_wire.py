@@ -31,6 +31,7 @@ from ._errors import (
     TransportError,
     error_for_code,
 )
+from ._pace import Pace
 from ._retry import Delivery, RetryPolicy, is_retryable, parse_retry_after
 
 __all__ = ["TOKEN_PATH", "Wire"]
@@ -138,8 +139,10 @@ class Wire:
         retry: RetryPolicy,
         timeout: httpx.Timeout | None,
         user_agent: str,
+        pace: Pace,
     ) -> None:
         self._client = client
+        self.pace = pace
         self._base_url = base_url
         self._credentials = credentials
         self._retry = retry
@@ -159,6 +162,8 @@ class Wire:
         authenticate: bool = True,
         whole_envelope: bool = False,
         answer_has_secret: bool = False,
+        retry: RetryPolicy | None = None,
+        paced: bool = False,
     ) -> T:
         """Make one logical call and return ``decode(data)``.
 
@@ -175,9 +180,13 @@ class Wire:
             whole_envelope: Hand ``decode`` the whole envelope rather than its ``data``.
             answer_has_secret: The answer carries a credential (getToken): never quote its body
                 in an error or a log line.
+            retry: A policy for this call instead of the session's (polls use one attempt: the
+                planner reschedules them itself).
+            paced: The caller already holds a turn from the `Pace` for this request.
         """
+        policy = retry if retry is not None else self._retry
         started = anyio.current_time()
-        retry = 0
+        retries = 0
         renewed = False
         while True:
             try:
@@ -190,6 +199,7 @@ class Wire:
                     authenticate=authenticate,
                     whole_envelope=whole_envelope,
                     answer_has_secret=answer_has_secret,
+                    paced=paced,
                 )
             except _Failure as failure:
                 error = failure.error
@@ -206,15 +216,12 @@ class Wire:
                     logger.info("akool token rejected (1101); fetching a new one and repeating")
                     await self.tokens.renew(failure.stale_token)
                     continue
-                retry += 1
+                paced = False  # a repeat takes its own turn
+                retries += 1
                 retryable = is_retryable(error, failure.delivery, paid=paid)
-                wait = self._retry.backoff(retry, failure.retry_after)
+                wait = policy.backoff(retries, failure.retry_after)
                 elapsed = anyio.current_time() - started
-                if (
-                    not retryable
-                    or retry >= self._retry.attempts
-                    or elapsed + wait > self._retry.timeout
-                ):
+                if not retryable or retries >= policy.attempts or elapsed + wait > policy.timeout:
                     if paid and failure.delivery is Delivery.AMBIGUOUS:
                         payload = dict(json_body or {})
                         raise SubmissionUnknown(path, payload, str(error)) from error
@@ -224,8 +231,8 @@ class Wire:
                     method,
                     path,
                     error,
-                    retry,
-                    self._retry.attempts - 1,
+                    retries,
+                    policy.attempts - 1,
                     wait,
                 )
                 await anyio.sleep(wait)
@@ -241,6 +248,7 @@ class Wire:
         authenticate: bool,
         whole_envelope: bool,
         answer_has_secret: bool,
+        paced: bool,
     ) -> T:
         headers = {"user-agent": self._user_agent, "accept": "application/json"}
         token: Secret | None = None
@@ -255,6 +263,8 @@ class Wire:
         kwargs: dict[str, Any] = {}
         if self._timeout is not None:
             kwargs["timeout"] = self._timeout
+        if not paced:
+            await self.pace.acquire()
         before = anyio.current_time()
         try:
             response = await self._client.request(
@@ -262,6 +272,9 @@ class Wire:
             )
         except httpx.HTTPError as exc:
             raise _classify_transport(exc, path) from exc
+        finally:
+            if not paced:
+                self.pace.release()
         elapsed_ms = (anyio.current_time() - before) * 1000
         try:
             result = _decode_response(
@@ -281,6 +294,8 @@ class Wire:
                 elapsed_ms,
             )
             failure.stale_token = token
+            if isinstance(failure.error, TooManyRequests | RateLimited):
+                self.pace.throttled(failure.retry_after)
             raise
         logger.debug(
             "%s %s -> HTTP %d, code 1000 (%.0f ms)", method, path, response.status_code, elapsed_ms

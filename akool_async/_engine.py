@@ -1,0 +1,414 @@
+"""The engine: one poll loop for every job the session watches, and the waiters on them.
+
+Each job has a `_Tracker` (what is known, who waits, when to look next). The loop keeps a heap
+of due times; when a poll is due and the `Pace` grants a turn, the most promising due job (the
+one most likely to have finished since it was last seen) is polled. A poll's answer updates the
+tracker, tells its waiters, emits progress events, and schedules the next look. Jobs nobody waits
+on are not polled, but never forgotten: their tracker keeps what was last seen.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+import anyio
+import anyio.abc
+import attrs
+
+from ._errors import (
+    AkoolError,
+    APIError,
+    InvalidResponse,
+    JobFailed,
+    RateLimited,
+    TooManyRequests,
+    TransportError,
+    WaitTimeout,
+)
+from ._models import ImageInfo, ImageStatus
+from ._polling import JobKind, Planner
+from ._retry import RetryPolicy
+from ._wire import Wire
+
+__all__ = ["Engine", "EventKind", "JobEvent", "SessionClosed"]
+
+logger = logging.getLogger("akool_async")
+
+INFO_PATH: Final = "/api/open/v3/content/image/infobymodelid"
+_ONE_ATTEMPT: Final = RetryPolicy(attempts=1)
+
+EventKind = Literal["created", "queueing", "processing", "completed", "failed"]
+
+
+class SessionClosed(AkoolError, RuntimeError):
+    """The session closed while this wait was still in progress; the job itself goes on."""
+
+
+@attrs.frozen
+class JobEvent:
+    """A change in a job's life, for progress bars and logs.
+
+    Attributes:
+        job_id: The job.
+        kind: ``created``, ``queueing``, ``processing``, ``completed`` or ``failed``.
+        info: What Akool said at that moment.
+        at: The session's clock (``anyio.current_time()``) when it was seen.
+    """
+
+    job_id: str
+    kind: EventKind
+    info: ImageInfo
+    at: float
+
+
+_PENDING_EVENTS: Final[dict[ImageStatus, EventKind]] = {
+    ImageStatus.QUEUEING: "queueing",
+    ImageStatus.PROCESSING: "processing",
+}
+
+
+class _Round:
+    """One wait for an outcome; a fatal read error ends a round without ending the job."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outcome: ImageInfo | AkoolError | None = None
+
+
+class _Tracker:
+    """Everything the session knows about one job."""
+
+    def __init__(self, job_id: str, *, kind: JobKind | None, born: float, age_known: bool) -> None:
+        self.id = job_id
+        self.kind = kind
+        self.born = born
+        self.age_known = age_known
+        self.info: ImageInfo | None = None
+        self.round = _Round()
+        self.terminal = False
+        self.interest = 0
+        self.due: float | None = None
+        self.sequence = 0
+        self.last_unfinished_age: float | None = None
+        self.completed_seen: float | None = None
+        self.failures = 0
+        self.polls = 0
+        self.in_flight = False
+        self.pressed: set[str] = set()
+        self.listeners: list[Callable[[_Tracker], None]] = []
+
+    @property
+    def job_kind(self) -> JobKind:
+        return self.kind if self.kind is not None else JobKind.GRID
+
+
+class Engine:
+    """Tracks jobs, runs the poll loop, and resolves waiters. Owned by one `AkoolSession`."""
+
+    def __init__(
+        self,
+        wire: Wire,
+        planner: Planner,
+        task_group: anyio.abc.TaskGroup,
+        emit: Callable[[JobEvent], None],
+    ) -> None:
+        self._wire = wire
+        self.planner = planner
+        self._task_group = task_group
+        self._emit = emit
+        self.trackers: dict[str, _Tracker] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._ready: list[tuple[float, int, str]] = []
+        self._wake = anyio.Event()
+        self._closed = False
+        self.status_requests = 0
+
+    # -- tracking ---------------------------------------------------------------------------
+
+    def track(
+        self,
+        job_id: str,
+        *,
+        kind: JobKind | None = None,
+        info: ImageInfo | None = None,
+        created: bool = False,
+    ) -> _Tracker:
+        """The tracker for ``job_id``, made on first sight. ``created``: this session made it."""
+        tracker = self.trackers.get(job_id)
+        if tracker is None:
+            tracker = _Tracker(job_id, kind=kind, born=anyio.current_time(), age_known=created)
+            self.trackers[job_id] = tracker
+            if info is not None:
+                tracker.info = info
+                if created:
+                    self._emit(JobEvent(job_id, "created", info, tracker.born))
+                if info.status in _PENDING_EVENTS:
+                    self._emit(JobEvent(job_id, _PENDING_EVENTS[info.status], info, tracker.born))
+        elif kind is not None and tracker.kind is None:
+            tracker.kind = kind
+        return tracker
+
+    async def wait(self, job_id: str, timeout: float | None) -> ImageInfo:  # noqa: ASYNC109
+        """Wait for the job's complete result; see `ImageJob.wait`."""
+        tracker = self.track(job_id)
+        if self._closed:
+            raise SessionClosed("the session is closed")
+        if tracker.terminal:
+            return _unwrap(tracker.round.outcome)
+        tracker.interest += 1
+        try:
+            round_ = tracker.round
+            if tracker.due is None and not tracker.in_flight:
+                self._schedule(tracker, self._first_look(tracker))
+            try:
+                with anyio.fail_after(timeout):
+                    await round_.done.wait()
+            except TimeoutError:
+                assert timeout is not None  # noqa: S101 - fail_after(None) never times out
+                raise WaitTimeout(job_id, timeout) from None
+            return _unwrap(round_.outcome)
+        finally:
+            tracker.interest -= 1
+
+    def add_listener(self, job_id: str, listener: Callable[[_Tracker], None]) -> Callable[[], None]:
+        """Call ``listener`` when the job's current round ends; returns a remover."""
+        tracker = self.track(job_id)
+        tracker.listeners.append(listener)
+
+        def remove() -> None:
+            if listener in tracker.listeners:
+                tracker.listeners.remove(listener)
+
+        return remove
+
+    def hold(self, job_id: str) -> Callable[[], None]:
+        """Keep the job polled, as a waiter would, until the returned release is called."""
+        tracker = self.track(job_id)
+        tracker.interest += 1
+        if not tracker.terminal and tracker.due is None and not tracker.in_flight:
+            self._schedule(tracker, self._first_look(tracker))
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                tracker.interest -= 1
+
+        return release
+
+    def close(self) -> None:
+        """End every open round with `SessionClosed`; the jobs go on at Akool."""
+        self._closed = True
+        for tracker in self.trackers.values():
+            if not tracker.terminal:
+                self._end_round(
+                    tracker, SessionClosed("the session closed before the job finished")
+                )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll due jobs forever, most promising first, as the pace allows."""
+        pace = self._wire.pace
+        while True:
+            await self._await_due()
+            await pace.acquire()
+            tracker = self._pick()
+            if tracker is None:
+                pace.release()
+                continue
+            tracker.in_flight = True
+            self._task_group.start_soon(self._poll, tracker)
+
+    async def _await_due(self) -> None:
+        while True:
+            self._promote(anyio.current_time())
+            if self._ready:
+                return
+            self._wake = anyio.Event()
+            delay = self._heap[0][0] - anyio.current_time() if self._heap else None
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+
+    def _promote(self, now: float) -> None:
+        """Move due heap entries into the ready queue, ranked by how likely they are done."""
+        while self._heap and self._heap[0][0] <= now:
+            _, sequence, job_id = heapq.heappop(self._heap)
+            tracker = self.trackers[job_id]
+            if sequence != tracker.sequence or not self._wanted(tracker):
+                continue
+            last = tracker.last_unfinished_age or 0.0
+            age = now - tracker.born
+            chance = (
+                self.planner.priority(tracker.job_kind, last, age) if tracker.age_known else 0.5
+            )
+            heapq.heappush(self._ready, (-chance, sequence, job_id))
+
+    def _pick(self) -> _Tracker | None:
+        while self._ready:
+            _, sequence, job_id = heapq.heappop(self._ready)
+            tracker = self.trackers[job_id]
+            if sequence == tracker.sequence and self._wanted(tracker):
+                tracker.due = None
+                return tracker
+        return None
+
+    def _wanted(self, tracker: _Tracker) -> bool:
+        return tracker.interest > 0 and not tracker.terminal and not tracker.in_flight
+
+    def _schedule(self, tracker: _Tracker, when: float) -> None:
+        earliest = self._heap[0][0] if self._heap else float("inf")
+        tracker.sequence += 1
+        tracker.due = when
+        heapq.heappush(self._heap, (when, tracker.sequence, tracker.id))
+        if when < earliest:
+            self._wake.set()
+
+    def _first_look(self, tracker: _Tracker) -> float:
+        if tracker.info is None or not tracker.age_known:
+            return anyio.current_time()
+        return self._next_look(tracker, anyio.current_time() - tracker.born)
+
+    def _next_look(self, tracker: _Tracker, age: float) -> float:
+        next_age = self.planner.next_age(tracker.job_kind, age, age_known=tracker.age_known)
+        return tracker.born + next_age
+
+    # -- one poll ---------------------------------------------------------------------------
+
+    async def _poll(self, tracker: _Tracker) -> None:
+        self.status_requests += 1
+        tracker.polls += 1
+        try:
+            info = await self._wire.call(
+                "GET",
+                INFO_PATH,
+                params={"image_model_id": tracker.id},
+                decode=ImageInfo.from_wire,
+                retry=_ONE_ATTEMPT,
+                paced=True,
+            )
+        except (TransportError, RateLimited, InvalidResponse) as error:
+            # A failed status read never fails a job: look again after a backoff.
+            tracker.failures += 1
+            retry_after = (
+                error.retry_after if isinstance(error, TooManyRequests | RateLimited) else None
+            )
+            delay = self.planner.backoff(tracker.failures, retry_after)
+            logger.debug("status read of %s failed (%s); again in %.1f s", tracker.id, error, delay)
+            self._reschedule(tracker, anyio.current_time() + delay)
+            return
+        except APIError as error:
+            # A definite refusal (unknown id, no permission): waiting longer cannot help.
+            self._reschedule(tracker, None)
+            self._end_round(tracker, error)
+            return
+        except Exception as error:  # a bug must reach the waiters, not kill the session
+            logger.exception("unexpected error while polling job %s", tracker.id)
+            self._reschedule(tracker, None)
+            failure = AkoolError(f"unexpected error while polling job {tracker.id}: {error!r}")
+            failure.__cause__ = error
+            self._end_round(tracker, failure)
+            return
+        finally:
+            self._wire.pace.release()
+            tracker.in_flight = False
+        tracker.failures = 0
+        self.observe(tracker, info)
+
+    def _reschedule(self, tracker: _Tracker, when: float | None) -> None:
+        tracker.in_flight = False
+        if when is None or tracker.terminal or tracker.interest <= 0:
+            tracker.due = None
+            return
+        self._schedule(tracker, when)
+
+    def observe(self, tracker: _Tracker, info: ImageInfo) -> None:
+        """Take in what Akool said about a job, from a poll (or, later, a webhook)."""
+        now = anyio.current_time()
+        age = now - tracker.born
+        previous = tracker.info
+        tracker.info = info
+        if tracker.kind is None:
+            tracker.kind = _kind_of(info)
+        changed = previous is None or previous.status is not info.status
+        if changed and info.status in _PENDING_EVENTS:
+            self._emit(JobEvent(tracker.id, _PENDING_EVENTS[info.status], info, now))
+        if info.status is ImageStatus.FAILED:
+            self._emit(JobEvent(tracker.id, "failed", info, now))
+            self._finish(tracker, JobFailed(info))
+            return
+        if info.is_result_ready:
+            self._learn(tracker, age, now)
+            self._emit(JobEvent(tracker.id, "completed", info, now))
+            self._finish(tracker, info)
+            return
+        if info.status is ImageStatus.COMPLETED:
+            # Akool's grid quirk: "completed" before the four quadrants are filled in.
+            if tracker.completed_seen is None:
+                tracker.completed_seen = now
+            waited = now - tracker.completed_seen
+            if waited >= self.planner.quadrant_limit():
+                logger.warning(
+                    "job %s has been completed for %.0f s without its quadrant images; "
+                    "returning it as it is",
+                    tracker.id,
+                    waited,
+                )
+                self._emit(JobEvent(tracker.id, "completed", info, now))
+                self._finish(tracker, info)
+                return
+            self._reschedule(tracker, now + self.planner.quadrant_recheck())
+            return
+        tracker.last_unfinished_age = age
+        self._reschedule(tracker, self._next_look(tracker, age))
+
+    def _learn(self, tracker: _Tracker, age: float, now: float) -> None:
+        if tracker.completed_seen is not None:
+            self.planner.learn_quadrant_lag(now - tracker.completed_seen)
+        if tracker.age_known and tracker.last_unfinished_age is not None:
+            # It finished somewhere between the last unfinished look and this one.
+            self.planner.learn(tracker.job_kind, (tracker.last_unfinished_age + age) / 2)
+
+    def _finish(self, tracker: _Tracker, outcome: ImageInfo | AkoolError) -> None:
+        tracker.terminal = True
+        tracker.due = None
+        tracker.sequence += 1
+        self._end_round(tracker, outcome)
+
+    def _end_round(self, tracker: _Tracker, outcome: ImageInfo | AkoolError) -> None:
+        round_ = tracker.round
+        round_.outcome = outcome
+        round_.done.set()
+        if not tracker.terminal:
+            tracker.round = _Round()
+        for listener in list(tracker.listeners):
+            listener(tracker)
+
+
+def _kind_of(info: ImageInfo) -> JobKind:
+    button = (info.op_button or "").upper()
+    if button.startswith("U"):
+        return JobKind.UPSCALE
+    if button.startswith("V"):
+        return JobKind.VARIATION
+    return JobKind.GRID
+
+
+def _unwrap(outcome: ImageInfo | AkoolError | None) -> ImageInfo:
+    if isinstance(outcome, ImageInfo):
+        return outcome
+    if outcome is None:  # pragma: no cover - a round only ends with an outcome
+        raise RuntimeError("a wait ended without an outcome")
+    # A copy per waiter: raising one exception object from many tasks tangles tracebacks.
+    raise _copy_error(outcome)
+
+
+def _copy_error(error: AkoolError) -> AkoolError:
+    copy: Any = error.__reduce__()
+    rebuilt: AkoolError = copy[0](*copy[1])
+    rebuilt.__cause__ = error.__cause__
+    return rebuilt
