@@ -29,6 +29,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._models import ImageInfo, ImageStatus
+from ._pace import Turn
 from ._polling import JobKind, Planner
 from ._retry import RetryPolicy
 from ._wire import Wire
@@ -39,6 +40,8 @@ logger = logging.getLogger("akool_async")
 
 INFO_PATH: Final = "/api/open/v3/content/image/infobymodelid"
 _ONE_ATTEMPT: Final = RetryPolicy(attempts=1)
+_RERANK_EVERY: Final = 1.0
+_MIN_SLEEP: Final = 1e-6
 
 EventKind = Literal["created", "queueing", "processing", "completed", "failed"]
 
@@ -123,6 +126,7 @@ class Engine:
         self._heap: list[tuple[float, int, str]] = []
         self._ready: list[tuple[float, int, str]] = []
         self._wake = anyio.Event()
+        self._ranked_at = 0.0
         self._closed = False
         self.status_requests = 0
 
@@ -216,13 +220,13 @@ class Engine:
         pace = self._wire.pace
         while True:
             await self._await_due()
-            await pace.acquire()
+            turn = await pace.acquire()
             tracker = self._pick()
             if tracker is None:
-                pace.release()
+                pace.release(turn)
                 continue
             tracker.in_flight = True
-            self._task_group.start_soon(self._poll, tracker)
+            self._task_group.start_soon(self._poll, tracker, turn)
 
     async def _await_due(self) -> None:
         while True:
@@ -231,7 +235,8 @@ class Engine:
                 return
             self._wake = anyio.Event()
             delay = self._heap[0][0] - anyio.current_time() if self._heap else None
-            with anyio.move_on_after(delay):
+            # Never sleep less than a virtual clock can resolve, or it would never move on.
+            with anyio.move_on_after(None if delay is None else max(delay, _MIN_SLEEP)):
                 await self._wake.wait()
 
     def _promote(self, now: float) -> None:
@@ -239,21 +244,39 @@ class Engine:
         while self._heap and self._heap[0][0] <= now:
             _, sequence, job_id = heapq.heappop(self._heap)
             tracker = self.trackers[job_id]
-            if sequence != tracker.sequence or not self._wanted(tracker):
+            if sequence != tracker.sequence:
+                continue  # superseded by a later schedule
+            if not self._wanted(tracker):
+                tracker.due = None  # nobody waits any more: a new waiter schedules afresh
                 continue
-            last = tracker.last_unfinished_age or 0.0
-            age = now - tracker.born
-            chance = (
-                self.planner.priority(tracker.job_kind, last, age) if tracker.age_known else 0.5
-            )
-            heapq.heappush(self._ready, (-chance, sequence, job_id))
+            heapq.heappush(self._ready, (-self._chance(tracker, now), sequence, job_id))
+
+    def _chance(self, tracker: _Tracker, now: float) -> float:
+        """How likely the job finished since it was last seen unfinished."""
+        if not tracker.age_known:
+            return 0.5
+        last = tracker.last_unfinished_age or 0.0
+        return self.planner.priority(tracker.job_kind, last, now - tracker.born)
+
+    def _rerank(self, now: float) -> None:
+        """Rank waiting jobs by their chance *now*: it grows while they wait for a turn."""
+        if len(self._ready) > 1 and now - self._ranked_at >= _RERANK_EVERY:
+            self._ready = [
+                (-self._chance(self.trackers[job_id], now), sequence, job_id)
+                for _, sequence, job_id in self._ready
+            ]
+            heapq.heapify(self._ready)
+            self._ranked_at = now
 
     def _pick(self) -> _Tracker | None:
+        self._rerank(anyio.current_time())
         while self._ready:
             _, sequence, job_id = heapq.heappop(self._ready)
             tracker = self.trackers[job_id]
-            if sequence == tracker.sequence and self._wanted(tracker):
-                tracker.due = None
+            if sequence != tracker.sequence:
+                continue
+            tracker.due = None
+            if self._wanted(tracker):
                 return tracker
         return None
 
@@ -279,7 +302,7 @@ class Engine:
 
     # -- one poll ---------------------------------------------------------------------------
 
-    async def _poll(self, tracker: _Tracker) -> None:
+    async def _poll(self, tracker: _Tracker, turn: Turn) -> None:
         self.status_requests += 1
         tracker.polls += 1
         try:
@@ -314,7 +337,7 @@ class Engine:
             self._end_round(tracker, failure)
             return
         finally:
-            self._wire.pace.release()
+            self._wire.pace.release(turn)
             tracker.in_flight = False
         tracker.failures = 0
         self.observe(tracker, info)

@@ -14,7 +14,7 @@ from typing import Final
 
 import anyio
 
-__all__ = ["Pace"]
+__all__ = ["Pace", "Turn"]
 
 _WINDOW: Final = 1.0
 _BACKOFF: Final = 0.85
@@ -24,6 +24,18 @@ _PROBE_ADD: Final = 0.25
 _MIN_RATE: Final = 0.2
 _DEFAULT_PAUSE: Final = 1.0
 _MEANINGFUL: Final = 5
+_EPSILON: Final = 1e-9
+_MIN_SLEEP: Final = 1e-6
+_CREATE_SHARE: Final = 0.75
+
+
+class Turn:
+    """One request's claim on a concurrency slot."""
+
+    __slots__ = ("create",)
+
+    def __init__(self, *, create: bool) -> None:
+        self.create = create
 
 
 class Pace:
@@ -37,7 +49,11 @@ class Pace:
 
     def __init__(self, *, max_concurrent: int, rate: float | None, max_pause: float) -> None:
         self._slots = anyio.CapacityLimiter(max_concurrent)
+        # Creates may hold at most three quarters of the slots, so a burst of thousands of
+        # creates never shuts status reads out: finished jobs must still be noticed.
+        self._create_slots = anyio.CapacityLimiter(max(1, int(max_concurrent * _CREATE_SHARE)))
         self._turns = anyio.Lock()
+        self._priority_turns = anyio.Lock()
         self._rate = rate
         self._max_pause = max_pause
         self._tokens = 1.0
@@ -57,25 +73,46 @@ class Pace:
         """Requests holding a slot now."""
         return int(self._slots.borrowed_tokens)
 
-    async def acquire(self) -> None:
-        """Wait for a free slot and for the rate to allow one more request; take both."""
-        await self._slots.acquire()
-        try:
-            async with self._turns:
-                await self._await_token()
-        except BaseException:
-            self._slots.release()
-            raise
+    async def acquire(self, *, create: bool = False) -> Turn:
+        """Wait for a free slot and for the rate to allow one more request; take both.
 
-    def release(self) -> None:
+        Args:
+            create: The request is a create. Creates share their own queue and at most three
+                quarters of the slots; other requests (status reads) have a queue of their own,
+                so they never wait behind a long line of creates.
+
+        Returns:
+            The turn, to hand back with `release` (from any task: the poll loop takes turns
+            that the poll tasks give back).
+        """
+        turn = Turn(create=create)
+        if create:
+            await self._create_slots.acquire_on_behalf_of(turn)
+        try:
+            await self._slots.acquire_on_behalf_of(turn)
+            try:
+                async with self._turns if create else self._priority_turns:
+                    await self._await_token()
+            except BaseException:
+                self._slots.release_on_behalf_of(turn)
+                raise
+        except BaseException:
+            if create:
+                self._create_slots.release_on_behalf_of(turn)
+            raise
+        return turn
+
+    def release(self, turn: Turn) -> None:
         """Give back the slot taken by `acquire`."""
-        self._slots.release()
+        self._slots.release_on_behalf_of(turn)
+        if turn.create:
+            self._create_slots.release_on_behalf_of(turn)
 
     async def _await_token(self) -> None:
         while True:
             now = anyio.current_time()
             if now < self._paused_until:
-                await anyio.sleep(self._paused_until - now)
+                await anyio.sleep(max(self._paused_until - now, _MIN_SLEEP))
                 continue
             self._probe(now)
             rate = self._rate
@@ -85,10 +122,12 @@ class Pace:
             # `rate` requests, which is what a server's sliding-window limit counts.
             self._tokens = min(1.0, self._tokens + (now - self._refilled) * rate)
             self._refilled = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            # Float sums of refills fall a hair short of 1.0; a virtual clock would then be asked
+            # to sleep less than it can resolve, forever.
+            if self._tokens >= 1.0 - _EPSILON:
+                self._tokens = max(0.0, self._tokens - 1.0)
                 break
-            await anyio.sleep((1.0 - self._tokens) / rate)
+            await anyio.sleep(max((1.0 - self._tokens) / rate, _MIN_SLEEP))
         self._sent.append(anyio.current_time())
         while self._sent and self._sent[0] < anyio.current_time() - _WINDOW:
             self._sent.popleft()

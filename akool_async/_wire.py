@@ -182,10 +182,13 @@ class Wire:
                 in an error or a log line.
             retry: A policy for this call instead of the session's (polls use one attempt: the
                 planner reschedules them itself).
-            paced: The caller already holds a turn from the `Pace` for this request.
+            paced: The caller already holds a turn from the `Pace` for this request (and gives
+                it back itself).
         """
         policy = retry if retry is not None else self._retry
-        started = anyio.current_time()
+        # The retry budget runs from the first failure: time spent queueing for a turn behind
+        # thousands of other requests is not time spent retrying.
+        first_failure: float | None = None
         retries = 0
         renewed = False
         while True:
@@ -200,6 +203,7 @@ class Wire:
                     whole_envelope=whole_envelope,
                     answer_has_secret=answer_has_secret,
                     paced=paced,
+                    paid=paid,
                 )
             except _Failure as failure:
                 error = failure.error
@@ -220,7 +224,9 @@ class Wire:
                 retries += 1
                 retryable = is_retryable(error, failure.delivery, paid=paid)
                 wait = policy.backoff(retries, failure.retry_after)
-                elapsed = anyio.current_time() - started
+                if first_failure is None:
+                    first_failure = anyio.current_time()
+                elapsed = anyio.current_time() - first_failure
                 if not retryable or retries >= policy.attempts or elapsed + wait > policy.timeout:
                     if paid and failure.delivery is Delivery.AMBIGUOUS:
                         payload = dict(json_body or {})
@@ -249,6 +255,7 @@ class Wire:
         whole_envelope: bool,
         answer_has_secret: bool,
         paced: bool,
+        paid: bool,
     ) -> T:
         headers = {"user-agent": self._user_agent, "accept": "application/json"}
         token: Secret | None = None
@@ -263,8 +270,7 @@ class Wire:
         kwargs: dict[str, Any] = {}
         if self._timeout is not None:
             kwargs["timeout"] = self._timeout
-        if not paced:
-            await self.pace.acquire()
+        turn = None if paced else await self.pace.acquire(create=paid)
         before = anyio.current_time()
         try:
             response = await self._client.request(
@@ -273,8 +279,8 @@ class Wire:
         except httpx.HTTPError as exc:
             raise _classify_transport(exc, path) from exc
         finally:
-            if not paced:
-                self.pace.release()
+            if turn is not None:
+                self.pace.release(turn)
         elapsed_ms = (anyio.current_time() - before) * 1000
         try:
             result = _decode_response(
