@@ -74,15 +74,55 @@ _PENDING_EVENTS: Final[dict[ImageStatus, EventKind]] = {
 
 
 class _Round:
-    """One wait for an outcome; a fatal read error ends a round without ending the job."""
+    """One wait for an outcome; a fatal read error ends a round without ending the job.
+
+    The event is made only when someone waits: thousands of jobs followed through listeners
+    (`as_completed`) or never waited on should not each carry one.
+    """
+
+    __slots__ = ("_event", "finished", "outcome")
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        self._event: anyio.Event | None = None
+        self.finished = False
         self.outcome: ImageInfo | AkoolError | None = None
+
+    async def wait(self) -> None:
+        if self.finished:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+    def finish(self, outcome: ImageInfo | AkoolError) -> None:
+        self.outcome = outcome
+        self.finished = True
+        if self._event is not None:
+            self._event.set()
 
 
 class _Tracker:
     """Everything the session knows about one job."""
+
+    __slots__ = (
+        "age_known",
+        "born",
+        "completed_seen",
+        "due",
+        "failures",
+        "id",
+        "in_flight",
+        "info",
+        "interest",
+        "kind",
+        "last_unfinished_age",
+        "listeners",
+        "polls",
+        "pressed",
+        "round",
+        "sequence",
+        "terminal",
+    )
 
     def __init__(self, job_id: str, *, kind: JobKind | None, born: float, age_known: bool) -> None:
         self.id = job_id
@@ -167,12 +207,14 @@ class Engine:
             round_ = tracker.round
             if tracker.due is None and not tracker.in_flight:
                 self._schedule(tracker, self._first_look(tracker))
-            try:
-                with anyio.fail_after(timeout):
-                    await round_.done.wait()
-            except TimeoutError:
-                assert timeout is not None  # noqa: S101 - fail_after(None) never times out
-                raise WaitTimeout(job_id, timeout) from None
+            if timeout is None:
+                await round_.wait()  # no cancel scope per job when there is no deadline
+            else:
+                try:
+                    with anyio.fail_after(timeout):
+                        await round_.wait()
+                except TimeoutError:
+                    raise WaitTimeout(job_id, timeout) from None
             return _unwrap(round_.outcome)
         finally:
             tracker.interest -= 1
@@ -404,8 +446,7 @@ class Engine:
 
     def _end_round(self, tracker: _Tracker, outcome: ImageInfo | AkoolError) -> None:
         round_ = tracker.round
-        round_.outcome = outcome
-        round_.done.set()
+        round_.finish(outcome)
         if not tracker.terminal:
             tracker.round = _Round()
         for listener in list(tracker.listeners):

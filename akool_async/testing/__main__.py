@@ -71,7 +71,23 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="fixes timings, ids and images, so two runs answer alike (%(default)s)",
     )
+    parser.add_argument(
+        "--credit",
+        type=_credit,
+        default=10_000,
+        help="the account's starting balance; each create costs 2 (%(default)s)",
+    )
     return parser
+
+
+def _credit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {text!r})")
+    return value
 
 
 def _announce(base_url: str) -> None:
@@ -95,6 +111,7 @@ async def _serve(options: argparse.Namespace) -> int:
         client_secret=TEST_CLIENT_SECRET,
         time_scale=options.time_scale,
         seed=options.seed,
+        credit=options.credit,
     )
     # Listening for the signals before announcing means a Ctrl+C sent as soon as the lines
     # appear is always a clean stop, never a KeyboardInterrupt in the middle of startup.
