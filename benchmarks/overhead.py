@@ -114,15 +114,6 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-DEFAULT_CREDIT: Final = 10_000.0
-RICH_EMULATOR: Final = (
-    "import functools, sys\n"
-    "from akool_async.testing import __main__ as cli\n"
-    "cli.AkoolEmulator = functools.partial(cli.AkoolEmulator, credit=float(sys.argv[1]))\n"
-    "sys.exit(cli.main(sys.argv[2:]))\n"
-)
-
-
 # -- the emulator, in its own process ------------------------------------------------------------
 
 
@@ -149,15 +140,10 @@ class Emulator:
     def __init__(self, *, time_scale: float, seed: int, credit: float | None = None) -> None:
         self.time_scale = time_scale
         options = ["--port", "0", "--seed", str(seed), "--time-scale", repr(time_scale)]
-        if credit is None or credit <= DEFAULT_CREDIT:
-            self._command = [sys.executable, "-m", "akool_async.testing", *options]
-        else:
-            # The CLI has no --credit, and its 10,000 credits pay for 5,000 jobs: run the same
-            # CLI with only the emulator's starting balance raised.
-            self._command = [sys.executable, "-c", RICH_EMULATOR, repr(credit), *options]
+        if credit is not None:
+            options += ["--credit", repr(credit)]
+        self._command = [sys.executable, "-m", "akool_async.testing", *options]
         self.description = " ".join(["python -m akool_async.testing", *options])
-        if credit is not None and credit > DEFAULT_CREDIT:
-            self.description += f" (through a launcher setting credit={credit:g})"
         self._process: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.api_key = ""

@@ -27,12 +27,8 @@ is at most 0.5 x the round-robin's.
 from __future__ import annotations
 
 import argparse
-import collections
-import contextvars
-import heapq
 import math
 import time
-import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -223,19 +219,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the round-robin's requests/s (default: the SDK's achieved accepted rate)",
     )
-    parser.add_argument(
-        "--prototype-pace-fix",
-        action="store_true",
-        help="NOT the package as shipped: apply the prototype fix for Pace's virtual-time stall "
-        "(see the end of this file) before running",
-    )
-    parser.add_argument(
-        "--prototype-poll-share",
-        action="store_true",
-        help="also run a PROTOTYPE (not the package): the SDK with polls and creates taking "
-        "turns at the rate limit instead of queueing first come, first served, against its own "
-        "round-robin baseline; reported apart from the targets",
-    )
     parser.add_argument("--verbose", action="store_true", help="show the SDK's warnings")
     options = parser.parse_args(argv)
     if options.jobs < 1 or options.rate_limit <= 0:
@@ -260,9 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = prompts(options.jobs)
     seed, limit = options.seed, options.rate_limit
     note(f"rate budget: {options.jobs} jobs, limit {limit:g} req/s, seed {seed}, virtual time")
-    if options.prototype_pace_fix:
-        apply_prototype_pace_fix()
-        note("  PROTOTYPE: Pace's sleeps are at least 1 us (not the package as shipped)")
 
     with phase("sdk", timings):
         sdk = guarded("sdk", _attempt(lambda: run_sdk(batch, seed, limit)))
@@ -298,10 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     }
     targets["all_pass"] = all(item["pass"] for item in targets.values())
-    if options.prototype_poll_share:
-        document_extra = {"prototypes": prototypes(batch, seed, limit, timings)}
-    else:
-        document_extra = {}
     sdk_status = sdk.stats.get("status_requests", 0)
     base_status = baseline.stats.get("status_requests", 0)
     document: dict[str, Any] = {
@@ -309,7 +285,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "jobs": options.jobs,
         "seed": seed,
         "rate_limit_per_second": limit,
-        "prototype_pace_fix": options.prototype_pace_fix,
         "strategies": {"sdk": sdk.report(), "round_robin": baseline.report()},
         "round_robin_status_requests_vs_sdk": base_status / sdk_status if sdk_status else None,
         "round_robin_creates": "when the SDK created the same prompt"
@@ -321,219 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lag = detection time - emulator complete_at (status 3 and the grid's quadrants)",
             "round_robin creates each job at the first tick at or after the SDK created it",
         ],
-        **document_extra,
         "sdk_log_warnings": {"count": warnings.count, "examples": warnings.first},
         "environment": source,
         "real_seconds": {**timings, "total": round(time.perf_counter() - started, 2)},
     }
     print_json(document)
     return 0
-
-
-# -- PROTOTYPE, not the package: only with --prototype-pace-fix ---------------------------------
-#
-# Pace's token bucket refills ``(now - refilled) * rate`` tokens and sends when it holds 1.0; after
-# sleeping ``(1 - tokens) / rate`` the sum can come out as 1 - 1e-16, and the next sleep is then
-# shorter than the clock's resolution: under MockClock the clock never moves and the loop spins
-# forever (in real time it only spins until the clock ticks). The package's fix belongs in
-# `Pace` (e.g. compare against ``1.0 - 1e-9``, or keep the next send time as an absolute instant);
-# this prototype only makes every sleep inside `akool_async._pace` last at least 1 us.
-
-_MIN_SLEEP: Final = 1e-6
-
-
-class _AnyioWithFloorSleep:
-    """``anyio`` as `akool_async._pace` sees it, but with sleeps of at least ``_MIN_SLEEP``."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(anyio, name)
-
-    @staticmethod
-    async def sleep(delay: float) -> None:
-        await anyio.sleep(max(delay, _MIN_SLEEP))
-
-
-def apply_prototype_pace_fix() -> None:
-    """Swap the ``anyio`` that `akool_async._pace` calls for one whose sleeps are >= 1 us."""
-    from akool_async import _pace  # noqa: PLC0415 - a private module, only for the prototype
-
-    setattr(_pace, "anyio", _AnyioWithFloorSleep())  # noqa: B010 - mypy rejects a plain assignment
-
-
-# -- PROTOTYPE, not the package: only with --prototype-poll-share --------------------------------
-#
-# In the package, creates and polls queue for the same `Pace` first come, first served. With
-# thousands of creates waiting (``generate_many(..., concurrency=2000)``), the poll loop's request
-# waits behind all of them: no job is polled until every job has been created, and the planner has
-# nothing left to choose. This prototype lets the poll loop and everything else take turns: when
-# both wait, they alternate, so polls get half the rate while creates are queued (and all of it,
-# or none of it, when only one side waits).
-
-_POLL_LANE: contextvars.ContextVar[bool] = contextvars.ContextVar("poll_lane", default=False)
-
-
-class _TwoLaneGate:
-    """Admits one waiter at a time; when both lanes have waiters, the lanes alternate."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[bool, collections.deque[anyio.Event]] = {
-            True: collections.deque(),
-            False: collections.deque(),
-        }
-        self._busy = False
-        self._last_was_poll = False
-
-    async def enter(self, poll: bool) -> None:
-        if not self._busy:
-            self._busy = True
-            self._last_was_poll = poll
-            return
-        event = anyio.Event()
-        queue = self._waiting[poll]
-        queue.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event in queue:
-                queue.remove(event)
-            else:
-                self.leave()  # admitted, then cancelled: admit the next one
-            raise
-
-    def leave(self) -> None:
-        polls, others = self._waiting[True], self._waiting[False]
-        if polls and (not others or not self._last_was_poll):
-            lane = True
-        elif others:
-            lane = False
-        else:
-            self._busy = False
-            return
-        self._last_was_poll = lane
-        self._waiting[lane].popleft().set()
-
-
-def apply_prototype_poll_share() -> None:
-    """Patch `Pace.acquire` to take turns through a two-lane gate; mark the poll loop's lane."""
-    from akool_async import _engine, _pace  # noqa: PLC0415 - private modules, only for the prototype
-
-    gates: weakref.WeakKeyDictionary[_pace.Pace, _TwoLaneGate] = weakref.WeakKeyDictionary()
-
-    async def acquire(self: _pace.Pace) -> _pace.Turn:
-        gate = gates.setdefault(self, _TwoLaneGate())
-        turn = _pace.Turn()
-        await gate.enter(_POLL_LANE.get())
-        try:
-            await self._slots.acquire_on_behalf_of(turn)
-            try:
-                await self._await_token()
-            except BaseException:
-                self._slots.release_on_behalf_of(turn)
-                raise
-        finally:
-            gate.leave()
-        return turn
-
-    original_run = _engine.Engine.run
-
-    async def run(self: _engine.Engine) -> None:
-        _POLL_LANE.set(True)  # only in the poll loop's own task
-        await original_run(self)
-
-    setattr(_pace.Pace, "acquire", acquire)  # noqa: B010 - mypy rejects assigning a method
-    setattr(_engine.Engine, "run", run)  # noqa: B010 - ditto
-
-
-_RERANK_EVERY: Final = 1.0
-
-
-def apply_prototype_fresh_priorities() -> None:
-    """Patch `Engine._promote` to re-rank the ready queue with current chances, once a second.
-
-    In the package a due job's rank is its chance of being finished *when it became due*; it is
-    never updated while the job waits in the ready queue. Under a tight budget a job that became
-    due early (low chance) can wait behind a stream of newer, higher-ranked ones indefinitely.
-    """
-    from akool_async import _engine  # noqa: PLC0415 - a private module, only for the prototype
-
-    original_promote = _engine.Engine._promote  # noqa: SLF001 - the prototype wraps it
-    reranked: weakref.WeakKeyDictionary[_engine.Engine, float] = weakref.WeakKeyDictionary()
-
-    def promote(self: _engine.Engine, now: float) -> None:
-        original_promote(self, now)
-        if now - reranked.get(self, -math.inf) < _RERANK_EVERY or not self._ready:
-            return
-        reranked[self] = now
-        fresh: list[tuple[float, int, str]] = []
-        for _, sequence, job_id in self._ready:
-            tracker = self.trackers[job_id]
-            if sequence != tracker.sequence or not self._wanted(tracker):
-                continue
-            last = tracker.last_unfinished_age or 0.0
-            chance = (
-                self.planner.priority(tracker.job_kind, last, now - tracker.born)
-                if tracker.age_known
-                else 0.5
-            )
-            fresh.append((-chance, sequence, job_id))
-        heapq.heapify(fresh)
-        self._ready = fresh
-
-    setattr(_engine.Engine, "_promote", promote)  # noqa: B010 - mypy rejects assigning a method
-
-
-def prototype_run(
-    name: str, batch: Sequence[str], seed: int, limit: float, timings: dict[str, float]
-) -> dict[str, Any]:
-    """The SDK as patched so far, and a round-robin replaying its create times."""
-    with phase(f"{name}_sdk", timings):
-        sdk = guarded("sdk", _attempt(lambda: run_sdk(batch, seed, limit)))
-    rate = min(
-        sdk.accepted_rate if math.isfinite(sdk.accepted_rate) else limit,
-        BASELINE_RATE_CAP * limit,
-    )
-    create_times = sdk.create_times or dict.fromkeys(batch, 0.0)
-    with phase(f"{name}_round_robin", timings):
-        baseline = guarded(
-            "round_robin",
-            _attempt(lambda: run_round_robin(batch, seed, limit, rate, create_times)),
-        )
-    sdk_mean = summary(sdk.lags).get("mean", math.nan)
-    base_mean = summary(baseline.lags).get("mean", math.nan)
-    sdk_status = sdk.stats.get("status_requests", 0)
-    return {
-        "sdk": sdk.report(),
-        "round_robin": baseline.report(),
-        "round_robin_status_requests_vs_sdk": baseline.stats.get("status_requests", 0) / sdk_status
-        if sdk_status
-        else None,
-        "mean_lag_ratio": sdk_mean / base_mean if base_mean else None,
-        "throttled_after_first_429_percent": sdk.stats.get("throttled_after_first_429_percent"),
-    }
-
-
-def prototypes(
-    batch: Sequence[str], seed: int, limit: float, timings: dict[str, float]
-) -> dict[str, Any]:
-    """Two prototypes in turn: polls and creates alternating; then also fresh priorities."""
-    apply_prototype_poll_share()
-    note("  PROTOTYPE: polls and creates take turns (not the package as shipped)")
-    share = prototype_run("prototype_poll_share", batch, seed, limit, timings)
-    apply_prototype_fresh_priorities()
-    note("  PROTOTYPE: ... and the ready queue is re-ranked every second")
-    fresh = prototype_run("prototype_poll_share_fresh_priorities", batch, seed, limit, timings)
-    return {
-        "what": "NOT the package as shipped: patched in this script to show the gain",
-        "poll_share": {
-            "change": "Pace.acquire: the poll loop and other requests alternate when both wait",
-            **share,
-        },
-        "poll_share_and_fresh_priorities": {
-            "change": "as above, and the engine re-ranks due jobs by their current chance each "
-            "second (the package ranks them once, when they fall due)",
-            **fresh,
-        },
-    }
 
 
 if __name__ == "__main__":
