@@ -44,6 +44,7 @@ _RERANK_EVERY: Final = 1.0
 _MIN_SLEEP: Final = 1e-6
 
 EventKind = Literal["created", "queueing", "processing", "completed", "failed"]
+Listener = Callable[["_Tracker", "ImageInfo | AkoolError"], None]
 
 
 class SessionClosed(AkoolError, RuntimeError):
@@ -141,7 +142,7 @@ class _Tracker:
         self.polls = 0
         self.in_flight = False
         self.pressed: set[str] = set()
-        self.listeners: list[Callable[[_Tracker], None]] = []
+        self.listeners: list[Listener] = []
 
     @property
     def job_kind(self) -> JobKind:
@@ -219,8 +220,12 @@ class Engine:
         finally:
             tracker.interest -= 1
 
-    def add_listener(self, job_id: str, listener: Callable[[_Tracker], None]) -> Callable[[], None]:
-        """Call ``listener`` when the job's current round ends; returns a remover."""
+    def add_listener(self, job_id: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(tracker, outcome)`` whenever a round of the job ends; returns a remover.
+
+        The outcome is the `ImageInfo`, or the `AkoolError` the round ended with (`JobFailed`,
+        a definite refusal, `SessionClosed`). ``tracker.terminal`` tells whether the job ended.
+        """
         tracker = self.track(job_id)
         tracker.listeners.append(listener)
 
@@ -450,7 +455,7 @@ class Engine:
         if not tracker.terminal:
             tracker.round = _Round()
         for listener in list(tracker.listeners):
-            listener(tracker)
+            listener(tracker, outcome)
 
 
 def _kind_of(info: ImageInfo) -> JobKind:

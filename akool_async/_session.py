@@ -84,7 +84,10 @@ def _whole(name: str, value: object) -> int:
 
 
 def _forward_once(
-    send: MemoryObjectSendStream[ImageJob], sent: set[str], handle: ImageJob, _: object
+    send: MemoryObjectSendStream[ImageJob],
+    sent: set[str],
+    handle: ImageJob,
+    *_: object,
 ) -> None:
     if handle.id in sent:
         return  # a job ends once for as_completed, even if a read error ended a round first
@@ -426,7 +429,7 @@ class AkoolSession:
         """
         return ImageJob(self, check_image_id(image_id))
 
-    async def generate_many(
+    async def generate_many(  # noqa: C901 - one batch's whole flow, kept in one place
         self,
         prompts: Iterable[str],
         *,
@@ -459,21 +462,68 @@ class AkoolSession:
         limit = _whole(
             "concurrency", self._max_jobs_in_flight if concurrency is None else concurrency
         )
-        self._require_engine()
+        engine = self._require_engine()
         results: list[ImageInfo | AkoolError | None] = [None] * len(checked)
         in_flight = anyio.CapacityLimiter(limit)
+        pending = iter(range(len(checked)))
+        settled = anyio.Event()
+        unsettled = len(checked)
 
-        async def one(index: int) -> None:
-            async with in_flight:
+        def settle(index: int, slot: object, outcome: ImageInfo | AkoolError) -> None:
+            nonlocal unsettled
+            if results[index] is not None:
+                return
+            results[index] = outcome
+            in_flight.release_on_behalf_of(slot)
+            unsettled -= 1
+            if unsettled == 0:
+                settled.set()
+
+        async def create_next() -> None:
+            # A few creators feed the jobs in flight; a finished job is settled by a listener
+            # on its tracker, so thousands of jobs in flight cost no task, no waiter each.
+            for index in pending:
+                slot = object()
+                await in_flight.acquire_on_behalf_of(slot)
                 try:
                     job = await self.generate(checked[index], scale=scale)
-                    results[index] = await job.wait(timeout=timeout)
                 except AkoolError as error:
-                    results[index] = error
+                    settle(index, slot, error)
+                    continue
+                if timeout is not None:
+                    task_group.start_soon(wait_with_deadline, index, slot, job)
+                    continue
+                tracker = engine.track(job.id)
+                if tracker.terminal and tracker.round.outcome is not None:
+                    settle(index, slot, tracker.round.outcome)
+                    continue
+                release = engine.hold(job.id)
 
+                def ended(
+                    _: object,
+                    outcome: ImageInfo | AkoolError,
+                    index: int = index,
+                    slot: object = slot,
+                    release: Callable[[], None] = release,
+                ) -> None:
+                    release()
+                    settle(index, slot, outcome)
+
+                engine.add_listener(job.id, ended)
+
+        async def wait_with_deadline(index: int, slot: object, job: ImageJob) -> None:
+            try:
+                outcome: ImageInfo | AkoolError = await job.wait(timeout=timeout)
+            except AkoolError as error:
+                outcome = error
+            settle(index, slot, outcome)
+
+        if not checked:
+            return []
         async with anyio.create_task_group() as task_group:
-            for index in range(len(checked)):
-                task_group.start_soon(one, index)
+            for _ in range(min(limit, len(checked), 4 * self._max_concurrent_requests)):
+                task_group.start_soon(create_next)
+            await settled.wait()
         return [result for result in results if result is not None]
 
     async def as_completed(self, jobs: Iterable[ImageJob]) -> AsyncIterator[ImageJob]:
