@@ -12,6 +12,7 @@ import pytest
 import trio.testing
 
 import akool_async as ak
+from akool_async.testing import Duration, EmulatorTimings
 
 API_KEY = "test-api-key-9f8e7d"
 TOKEN = "test-bearer-token-1a2b3c"
@@ -19,6 +20,19 @@ CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-client-secret-24-by"
 SECRETS = (API_KEY, TOKEN, CLIENT_SECRET)
 BASE_URL = "https://openapi.akool.test"
+
+# Fixed, spread-free emulator timings, so every phase boundary is known: a grid is queued 4 s,
+# renders 40 s and its quadrants follow 2 s later (46 s); an upscale takes 2 + 15 s; a variation
+# 3 + 35 s, plus 2 s for its quadrants.
+FIXED_TIMINGS = EmulatorTimings(
+    grid_queue=Duration(4.0, 0.0),
+    grid_processing=Duration(40.0, 0.0),
+    upscale_queue=Duration(2.0, 0.0),
+    upscale_processing=Duration(15.0, 0.0),
+    variation_queue=Duration(3.0, 0.0),
+    variation_processing=Duration(35.0, 0.0),
+    quadrant_lag=Duration(2.0, 0.0),
+)
 
 
 @pytest.fixture(

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 import samples
-from akool_async.testing import AkoolEmulator, Duration, EmulatorTimings
+from akool_async.testing import AkoolEmulator
+from conftest import FIXED_TIMINGS as TIMINGS
 
 pytestmark = pytest.mark.anyio
 
@@ -50,18 +51,6 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-# Fixed, spread-free timings so each phase boundary is known: queue 4 s, render 40 s, lag 2 s.
-TIMINGS = EmulatorTimings(
-    grid_queue=Duration(4.0, 0.0),
-    grid_processing=Duration(40.0, 0.0),
-    upscale_queue=Duration(2.0, 0.0),
-    upscale_processing=Duration(15.0, 0.0),
-    variation_queue=Duration(3.0, 0.0),
-    variation_processing=Duration(35.0, 0.0),
-    quadrant_lag=Duration(2.0, 0.0),
-)
 
 
 @pytest.fixture

@@ -15,21 +15,11 @@ import pytest
 import akool_async as ak
 from akool_async.testing import AkoolEmulator, Duration, EmulatorTimings, Faults
 from akool_async.testing._images import grid_png, quadrant_png, upscale_png
+from conftest import FIXED_TIMINGS as TIMINGS
 
 pytestmark = pytest.mark.anyio
 
 INFO = "infobymodelid"
-# Fixed timings: a grid is queued 4 s, renders 40 s, and its quadrants follow 2 s later (46 s);
-# an upscale takes 2 + 15 s; a variation 3 + 35 s, plus 2 s for its quadrants.
-TIMINGS = EmulatorTimings(
-    grid_queue=Duration(4.0, 0.0),
-    grid_processing=Duration(40.0, 0.0),
-    upscale_queue=Duration(2.0, 0.0),
-    upscale_processing=Duration(15.0, 0.0),
-    variation_queue=Duration(3.0, 0.0),
-    variation_processing=Duration(35.0, 0.0),
-    quadrant_lag=Duration(2.0, 0.0),
-)
 
 
 @pytest.fixture
