@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Final
 
@@ -222,9 +221,3 @@ class Planner:
         jitter = self.policy.jitter
         spread = seconds * (1 + self._rng.uniform(-jitter, jitter))
         return max(self.policy.min_interval, spread)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``values`` by nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
