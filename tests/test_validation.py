@@ -253,6 +253,17 @@ BLANK_IDS = ["", " ", "\t", "\n \n"]
 SPACED_IDS = ["662a10df 4197b3af", " 662a10df", "662a10df\n", "662a\x0010df"]
 
 
+async def id_refusals(session: ak.AkoolSession, image_id: Any) -> list[str]:
+    """What create_by_button, get_image_info and session.job each say about ``image_id``."""
+    with pytest.raises(ak.InvalidInput) as by_button:
+        await session.create_by_button(image_id, "U1")
+    with pytest.raises(ak.InvalidInput) as info:
+        await session.get_image_info(image_id)
+    with pytest.raises(ak.InvalidInput) as job:
+        session.job(image_id)
+    return [str(by_button.value), str(info.value), str(job.value)]
+
+
 @pytest.mark.parametrize("image_id", BLANK_IDS)
 @pytest.mark.anyio
 async def test_blank_image_id_refused(
@@ -261,14 +272,9 @@ async def test_blank_image_id_refused(
     """An empty or blank id is refused by create_by_button, get_image_info and session.job."""
     expected = "image id must not be empty: pass the '_id' Akool returned on create"
     async with make_session() as session:
-        with pytest.raises(ak.InvalidInput) as by_button:
-            await session.create_by_button(image_id, "U1")
-        with pytest.raises(ak.InvalidInput) as info:
-            await session.get_image_info(image_id)
-        with pytest.raises(ak.InvalidInput) as job:
-            session.job(image_id)
+        messages = await id_refusals(session, image_id)
 
-    assert [expected] * 3 == [str(by_button.value), str(info.value), str(job.value)]
+    assert [expected] * 3 == messages
     assert [] == fake.requests
 
 
@@ -280,14 +286,9 @@ async def test_image_id_with_white_space_refused(
     """An id with white space or control characters in it is no Akool id; nothing is sent."""
     expected = f"image id must not contain white space or control characters (got {image_id!r})"
     async with make_session() as session:
-        with pytest.raises(ak.InvalidInput) as by_button:
-            await session.create_by_button(image_id, "U1")
-        with pytest.raises(ak.InvalidInput) as info:
-            await session.get_image_info(image_id)
-        with pytest.raises(ak.InvalidInput) as job:
-            session.job(image_id)
+        messages = await id_refusals(session, image_id)
 
-    assert [expected] * 3 == [str(by_button.value), str(info.value), str(job.value)]
+    assert [expected] * 3 == messages
     assert [] == fake.requests
 
 
@@ -299,14 +300,9 @@ async def test_non_string_image_id_refused(
     """An id that is not a string is refused naming its type, everywhere an id is taken."""
     expected = f"image id must be a string (got {type(image_id).__name__})"
     async with make_session() as session:
-        with pytest.raises(ak.InvalidInput) as by_button:
-            await session.create_by_button(image_id, "U1")
-        with pytest.raises(ak.InvalidInput) as info:
-            await session.get_image_info(image_id)
-        with pytest.raises(ak.InvalidInput) as job:
-            session.job(image_id)
+        messages = await id_refusals(session, image_id)
 
-    assert [expected] * 3 == [str(by_button.value), str(info.value), str(job.value)]
+    assert [expected] * 3 == messages
     assert [] == fake.requests
 
 
