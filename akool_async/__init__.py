@@ -10,6 +10,8 @@ async with ak.AkoolSession(api_key="...") as session:
 
 from __future__ import annotations
 
+from akool_async._public import report_public_module as _report_public_module
+
 from ._config import DEFAULT_BASE_URL, AuthMode, Credentials, Secret
 from ._download import Download, DownloadError, NotAnImage, ResponseTooLarge, ResultExpired
 from ._engine import EventKind, JobEvent, SessionClosed
@@ -101,15 +103,4 @@ __all__ = [
     "__version__",
 ]
 
-
-def _report_public_module() -> None:
-    """Tracebacks, reprs and docs say akool_async.JobFailed, not akool_async._errors.JobFailed."""
-    namespace = globals()
-    for name in __all__:
-        obj = namespace[name]
-        if isinstance(obj, type) and obj.__module__.startswith("akool_async._"):
-            obj.__module__ = "akool_async"
-
-
-_report_public_module()
-del _report_public_module
+_report_public_module(globals(), __all__, "akool_async")

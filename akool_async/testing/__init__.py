@@ -16,6 +16,8 @@ Needs the ``emulator`` extra: ``pip install 'akool-async[emulator]'``. The pytes
 
 from __future__ import annotations
 
+from akool_async._public import report_public_module as _report_public_module
+
 from ._deliveries import DeliveryAttempt, DeliveryPolicy
 from ._emulator import (
     TEST_API_KEY,
@@ -44,15 +46,4 @@ __all__ = [
     "RecordedRequest",
 ]
 
-
-def _report_public_module() -> None:
-    """Reprs and docs say akool_async.testing.AkoolEmulator, not its private module."""
-    namespace = globals()
-    for name in __all__:
-        obj = namespace[name]
-        if isinstance(obj, type) and obj.__module__.startswith("akool_async.testing._"):
-            obj.__module__ = "akool_async.testing"
-
-
-_report_public_module()
-del _report_public_module
+_report_public_module(globals(), __all__, "akool_async.testing")
