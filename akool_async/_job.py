@@ -165,7 +165,7 @@ class ImageJob:
         info = await self.wait()
         if not info.image:
             raise InvalidResponse(f"job {self.id} is completed but Akool gave no image URL")
-        path = _destination(dest, self.id, info.image)
+        path = await _destination(dest, self.id, info.image)
         self.last_download = await self._fetch(info, info.image, path, max_bytes)
         return self.last_download.path
 
@@ -235,8 +235,9 @@ def _suffix(url: str) -> str:
     return suffix if suffix in _IMAGE_SUFFIXES else ".png"
 
 
-def _destination(dest: str | os.PathLike[str], job_id: str, url: str) -> pathlib.Path:
+async def _destination(dest: str | os.PathLike[str], job_id: str, url: str) -> pathlib.Path:
     path = pathlib.Path(dest)
-    if path.is_dir() or str(dest).endswith(("/", os.sep)):
+    # The stat goes through anyio's worker thread, as all file-system access in async code does.
+    if str(dest).endswith(("/", os.sep)) or await anyio.Path(path).is_dir():
         return path / f"{job_id}{_suffix(url)}"
     return path
