@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import attrs
 
@@ -170,19 +170,8 @@ class Faults:
             )
 
     def _per_request(self) -> list[tuple[FaultKind, float]]:
-        return [
-            ("too_many_requests", self.too_many_requests),
-            ("too_many_requests_retry_after", self.too_many_requests_retry_after),
-            ("server_error", self.server_error),
-            ("bad_gateway", self.bad_gateway),
-            ("unavailable", self.unavailable),
-            ("truncated", self.truncated),
-            ("slow", self.slow),
-            ("drop_before_commit", self.drop_before_commit),
-            ("drop_after_commit", self.drop_after_commit),
-            ("generate_error", self.generate_error),
-            ("rate_limit_code", self.rate_limit_code),
-        ]
+        # Each fault kind is also the name of the field holding its rate.
+        return [(kind, float(getattr(self, kind))) for kind in get_args(FaultKind)]
 
     def pick(self, endpoint: str, chance: float) -> FaultKind | None:
         """The fault for a request on ``endpoint`` whose uniform draw is ``chance``, if any."""
