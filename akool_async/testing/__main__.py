@@ -17,7 +17,7 @@ import anyio
 
 from akool_async.testing import TEST_API_KEY, TEST_CLIENT_ID, TEST_CLIENT_SECRET, AkoolEmulator
 
-__all__ = ["main"]
+__all__ = ["add_arguments", "main", "serve"]
 
 DEFAULT_PORT = 8787
 MAX_PORT = 65535
@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m akool_async.testing",
         description="Serve a local emulator of Akool's image API until Ctrl+C.",
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's options (``--host``, ``--port``, ...) to ``parser``.
+
+    Shared by ``python -m akool_async.testing`` and ``akool-async emulator``.
+    """
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument(
         "--port",
@@ -77,7 +86,6 @@ def _parser() -> argparse.ArgumentParser:
         default=10_000,
         help="the account's starting balance; each create costs 2 (%(default)s)",
     )
-    return parser
 
 
 def _credit(text: str) -> float:
@@ -104,7 +112,8 @@ def _announce(base_url: str) -> None:
     sys.stdout.flush()
 
 
-async def _serve(options: argparse.Namespace) -> int:
+async def serve(options: argparse.Namespace) -> int:
+    """Serve the emulator with the parsed options until SIGINT or SIGTERM; the exit status."""
     emulator = AkoolEmulator(
         api_key=TEST_API_KEY,
         client_id=TEST_CLIENT_ID,
@@ -147,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     options = _parser().parse_args(argv)
     try:
-        return anyio.run(_serve, options, backend="asyncio")
+        return anyio.run(serve, options, backend="asyncio")
     except KeyboardInterrupt:
         # Ctrl+C before the signal handlers were in place: still a clean stop.
         return 0

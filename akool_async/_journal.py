@@ -1,0 +1,520 @@
+"""The batch journal: a SQLite file that makes a batch resumable and never pays twice.
+
+Every paid create follows one protocol: the *intent* is committed before the request is sent,
+the job id right after the answer. A run killed at any instant (``kill -9``, a power cut)
+leaves each task in a state the next run can act on safely:
+
+* ``pending``: nothing was sent; create it.
+* ``intent``: the create may have reached Akool and its answer was lost with the process. The
+  next run turns it into ``unknown``: Akool has no idempotency key and no way to list jobs,
+  so only the user may decide to pay for it again (``--resubmit-unknown``).
+* ``created``: the id is known; poll it, never create it again.
+* ``completed`` / ``failed``: the job's end, with its result recorded.
+* ``unknown``: an ambiguous create (`SubmissionUnknown`), reported and left alone.
+
+Outputs (downloaded files) are recorded with their sha256 after the file was renamed into
+place, so a file that is missing or differs from its record is fetched again.
+
+The file is written through the standard library's ``sqlite3`` in a worker thread, one
+statement batch at a time, with ``synchronous=FULL``: a commit has reached the disk when the
+call returns. A journal holds no credential.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import pathlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from ._errors import AkoolError
+
+__all__ = [
+    "JOURNAL_NAME",
+    "Journal",
+    "JournalError",
+    "OutputRecord",
+    "PlannedTask",
+    "SyncReport",
+    "TaskKind",
+    "TaskRecord",
+    "TaskState",
+]
+
+JOURNAL_NAME: Final = ".akool-journal.sqlite3"
+SCHEMA_VERSION: Final = 1
+_T = TypeVar("_T")
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    key          TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    row          INTEGER NOT NULL,
+    prompt       TEXT NOT NULL,
+    scale        TEXT NOT NULL,
+    source_image TEXT,
+    parent_key   TEXT REFERENCES tasks (key),
+    button       TEXT,
+    stem         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    job_id       TEXT,
+    error        TEXT,
+    info         TEXT,
+    credits      REAL,
+    creates_sent INTEGER NOT NULL DEFAULT 0,
+    retryable    INTEGER NOT NULL DEFAULT 0,
+    in_plan      INTEGER NOT NULL DEFAULT 1,
+    position     INTEGER NOT NULL,
+    updated_at   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    task_key TEXT NOT NULL REFERENCES tasks (key),
+    name     TEXT NOT NULL,
+    url      TEXT NOT NULL,
+    file     TEXT NOT NULL,
+    sha256   TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    PRIMARY KEY (task_key, name)
+);
+"""
+
+
+class JournalError(AkoolError):
+    """The journal file cannot be used: unreadable, from a newer version, or another endpoint's."""
+
+
+class TaskKind(enum.Enum):
+    """What a task creates: a prompt grid, or a button press on one."""
+
+    GRID = "grid"
+    UPSCALE = "upscale"
+    VARIATION = "variation"
+
+
+class TaskState(enum.Enum):
+    """Where a task is in the create -> wait -> download protocol."""
+
+    PENDING = "pending"
+    INTENT = "intent"
+    CREATED = "created"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen(kw_only=True)
+class PlannedTask:
+    """One task a batch asks for: a row's grid, or one follow-up button on it.
+
+    Attributes:
+        key: A stable identity across runs (the row's content, not its position).
+        kind: Grid, upscale or variation.
+        row: The row's number in the current prompt file (1-based).
+        prompt: The row's prompt.
+        scale: The row's aspect ratio.
+        source_image: The row's source image URL, for image-to-image.
+        parent_key: For a follow-up, the key of the grid task it presses a button on.
+        button: For a follow-up, ``U1``..``V4``.
+        stem: The file name stem its outputs get; fixed when the task is first planned.
+    """
+
+    key: str
+    kind: TaskKind
+    row: int
+    prompt: str
+    scale: str
+    source_image: str | None = None
+    parent_key: str | None = None
+    button: str | None = None
+    stem: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskRecord:
+    """A task as the journal knows it."""
+
+    key: str
+    kind: TaskKind
+    row: int
+    prompt: str
+    scale: str
+    source_image: str | None
+    parent_key: str | None
+    button: str | None
+    stem: str
+    state: TaskState
+    job_id: str | None
+    error: str | None
+    info: dict[str, Any] | None
+    credits: float | None
+    creates_sent: int
+    retryable: bool
+    in_plan: bool
+    position: int
+
+
+@attrs.frozen(kw_only=True)
+class OutputRecord:
+    """A downloaded file: which task and result it is, where it is, and its sha256."""
+
+    task_key: str
+    name: str
+    url: str
+    file: str
+    sha256: str
+    size: int
+
+
+@attrs.frozen(kw_only=True)
+class SyncReport:
+    """How the current plan compares with what the journal held."""
+
+    added: tuple[str, ...]
+    kept: tuple[str, ...]
+    removed: tuple[str, ...]
+    recovered: tuple[str, ...]
+
+
+_COLUMNS: Final = (
+    "key, kind, row, prompt, scale, source_image, parent_key, button, stem, state, job_id, "
+    "error, info, credits, creates_sent, retryable, in_plan, position"
+)
+
+
+def _record(row: Sequence[Any]) -> TaskRecord:
+    (key, kind, number, prompt, scale, source, parent, button, stem, state, job_id, error, info,
+     credits, sent, retryable, in_plan, position) = row  # fmt: skip
+    return TaskRecord(
+        key=key,
+        kind=TaskKind(kind),
+        row=number,
+        prompt=prompt,
+        scale=scale,
+        source_image=source,
+        parent_key=parent,
+        button=button,
+        stem=stem,
+        state=TaskState(state),
+        job_id=job_id,
+        error=error,
+        info=json.loads(info) if info is not None else None,
+        credits=credits,
+        creates_sent=sent,
+        retryable=bool(retryable),
+        in_plan=bool(in_plan),
+        position=position,
+    )
+
+
+class Journal:
+    """The SQLite journal of one output folder. Open it with `Journal.open`.
+
+    Every method commits before it returns, from a worker thread, one call at a time; the
+    journal's view of every task and output is mirrored in memory (`tasks`, `outputs`) so
+    reading it costs nothing.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: pathlib.Path) -> None:
+        self._db = connection
+        self.path = path
+        self._limiter = anyio.CapacityLimiter(1)
+        self.tasks: dict[str, TaskRecord] = {}
+        self.outputs: dict[tuple[str, str], OutputRecord] = {}
+
+    def __repr__(self) -> str:
+        return f"<Journal {str(self.path)!r} tasks={len(self.tasks)} outputs={len(self.outputs)}>"
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | pathlib.Path, *, endpoint: str) -> Journal:
+        """Open (or create) the journal at ``path`` for work against ``endpoint``.
+
+        Args:
+            path: The SQLite file, e.g. ``out/.akool-journal.sqlite3``.
+            endpoint: What the job ids belong to (the API base URL). A journal kept for one
+                endpoint refuses another: its ids mean nothing there.
+
+        Raises:
+            JournalError: The file is not a journal, is from a newer version, or belongs to
+                another endpoint.
+        """
+        path = pathlib.Path(path)
+        connection = await anyio.to_thread.run_sync(partial(_connect, path, endpoint))
+        journal = cls(connection, path)
+        await journal._run(journal._load)
+        return journal
+
+    async def close(self) -> None:
+        """Close the file; every change was already committed."""
+        await self._run(self._db.close)
+
+    async def __aenter__(self) -> Journal:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.close()
+
+    # -- the plan --------------------------------------------------------------------------------
+
+    async def sync(self, planned: Iterable[PlannedTask]) -> SyncReport:
+        """Record the tasks the current run asks for; keep what earlier runs did.
+
+        New tasks are added as pending. Known tasks keep their state, id and file names and take
+        the row number they have now. Tasks no longer asked for are left alone (not deleted, not
+        run) and reported as removed. Intents left by a run that ended before its create was
+        answered become unknown.
+        """
+        planned = list(planned)
+        return await self._run(partial(self._sync, planned))
+
+    async def resubmit(self, key: str) -> TaskRecord:
+        """Make an unknown (or retryable failed) task pending again, so it is created anew."""
+        return await self._update(
+            key, state=TaskState.PENDING, job_id=None, info=None, credits=None, error=None, retryable=0
+        )
+
+    # -- the create protocol ---------------------------------------------------------------------
+
+    async def intent(self, key: str) -> TaskRecord:
+        """Commit the intent to create ``key``; call it right before sending the create."""
+        return await self._run(partial(self._intent, key))
+
+    async def created(self, key: str, job_id: str) -> TaskRecord:
+        """Commit the id Akool gave ``key``'s create; call it as soon as the answer is in."""
+        return await self._update(key, state=TaskState.CREATED, job_id=job_id, error=None)
+
+    async def unknown(self, key: str, error: str) -> TaskRecord:
+        """The create may or may not have reached Akool: never re-send it on its own."""
+        return await self._update(key, state=TaskState.UNKNOWN, error=error)
+
+    async def refused(self, key: str, error: str) -> TaskRecord:
+        """The create provably made no job (Akool refused it, or it never left): retry next run."""
+        return await self._update(key, state=TaskState.FAILED, error=error, retryable=1)
+
+    async def completed(self, key: str, info: dict[str, Any], credits: float | None) -> TaskRecord:
+        """The job finished with a result; ``info`` is its final description (wire form)."""
+        return await self._update(
+            key,
+            state=TaskState.COMPLETED,
+            info=json.dumps(info, sort_keys=True),
+            credits=credits,
+            error=None,
+        )
+
+    async def failed(
+        self, key: str, error: str, info: dict[str, Any] | None, credits: float | None
+    ) -> TaskRecord:
+        """The job ended failed (Akool said so, or it vanished): final, not retried."""
+        return await self._update(
+            key,
+            state=TaskState.FAILED,
+            error=error,
+            info=json.dumps(info, sort_keys=True) if info is not None else None,
+            credits=credits,
+            retryable=0,
+        )
+
+    async def note(self, key: str, error: str | None) -> TaskRecord:
+        """Record why a task is not finished yet (its state is unchanged)."""
+        return await self._update(key, error=error)
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    async def output(self, record: OutputRecord) -> None:
+        """Record a file written into place (after its rename)."""
+        await self._run(partial(self._output, record))
+
+    async def forget_output(self, task_key: str, name: str) -> None:
+        """Forget a file that is missing or no longer matches its sha256."""
+        await self._run(partial(self._forget_output, task_key, name))
+
+    # -- inside the worker thread ----------------------------------------------------------------
+
+    async def _run(self, function: Callable[[], _T]) -> _T:
+        # One call at a time: sqlite3 connections are not for concurrent use. The thread is
+        # never abandoned, so a cancelled caller still leaves a committed (or untouched) file.
+        return await anyio.to_thread.run_sync(function, limiter=self._limiter)
+
+    async def _update(self, key: str, **changes: Any) -> TaskRecord:
+        return await self._run(partial(self._set, key, changes))
+
+    def _load(self) -> None:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY position").fetchall()  # noqa: S608 - constant columns
+        self.tasks = {record.key: record for record in map(_record, rows)}
+        outputs = self._db.execute(
+            "SELECT task_key, name, url, file, sha256, size FROM outputs"
+        ).fetchall()
+        self.outputs = {
+            (task_key, name): OutputRecord(
+                task_key=task_key, name=name, url=url, file=file, sha256=sha256, size=size
+            )
+            for task_key, name, url, file, sha256, size in outputs
+        }
+
+    def _reload(self, key: str) -> TaskRecord:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()  # noqa: S608 - constant columns
+        if row is None:
+            raise KeyError(key)
+        record = self.tasks[key] = _record(row)
+        return record
+
+    def _set(self, key: str, changes: dict[str, Any]) -> TaskRecord:
+        if key not in self.tasks:
+            raise KeyError(key)
+        for name, value in changes.items():
+            if isinstance(value, TaskState):
+                changes[name] = value.value
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        with self._db:
+            self._db.execute(
+                f"UPDATE tasks SET {assignments}, updated_at = ? WHERE key = ?",  # noqa: S608 - column names are ours
+                (*changes.values(), time.time(), key),
+            )
+        return self._reload(key)
+
+    def _intent(self, key: str) -> TaskRecord:
+        with self._db:
+            self._db.execute(
+                "UPDATE tasks SET state = ?, error = NULL, retryable = 0, "
+                "creates_sent = creates_sent + 1, updated_at = ? WHERE key = ?",
+                (TaskState.INTENT.value, time.time(), key),
+            )
+        return self._reload(key)
+
+    def _sync(self, planned: list[PlannedTask]) -> SyncReport:
+        now = time.time()
+        added: list[str] = []
+        kept: list[str] = []
+        with self._db:
+            recovered = [
+                key
+                for (key,) in self._db.execute(
+                    "SELECT key FROM tasks WHERE state = ?", (TaskState.INTENT.value,)
+                )
+            ]
+            self._db.execute(
+                "UPDATE tasks SET state = ?, error = ? WHERE state = ?",
+                (
+                    TaskState.UNKNOWN.value,
+                    "the run that sent this create ended before its answer was recorded: it may "
+                    "or may not have reached Akool",
+                    TaskState.INTENT.value,
+                ),
+            )
+            self._db.execute("UPDATE tasks SET in_plan = 0")
+            (position,) = self._db.execute("SELECT COALESCE(MAX(position), 0) FROM tasks").fetchone()
+            for task in planned:
+                changed = self._db.execute(
+                    "UPDATE tasks SET row = ?, in_plan = 1 WHERE key = ?", (task.row, task.key)
+                ).rowcount
+                if changed:
+                    kept.append(task.key)
+                    continue
+                position += 1
+                self._db.execute(
+                    "INSERT INTO tasks (key, kind, row, prompt, scale, source_image, parent_key, "
+                    "button, stem, state, position, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        task.key,
+                        task.kind.value,
+                        task.row,
+                        task.prompt,
+                        task.scale,
+                        task.source_image,
+                        task.parent_key,
+                        task.button,
+                        task.stem,
+                        TaskState.PENDING.value,
+                        position,
+                        now,
+                    ),
+                )
+                added.append(task.key)
+            removed = [
+                key for (key,) in self._db.execute("SELECT key FROM tasks WHERE in_plan = 0")
+            ]
+        self._load()
+        return SyncReport(
+            added=tuple(added), kept=tuple(kept), removed=tuple(removed), recovered=tuple(recovered)
+        )
+
+    def _output(self, record: OutputRecord) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO outputs (task_key, name, url, file, sha256, size) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (record.task_key, record.name, record.url, record.file, record.sha256, record.size),
+            )
+        self.outputs[record.task_key, record.name] = record
+
+    def _forget_output(self, task_key: str, name: str) -> None:
+        with self._db:
+            self._db.execute(
+                "DELETE FROM outputs WHERE task_key = ? AND name = ?", (task_key, name)
+            )
+        self.outputs.pop((task_key, name), None)
+
+
+def _connect(path: pathlib.Path, endpoint: str) -> sqlite3.Connection:
+    """Open the file, create or check its schema, and claim it for ``endpoint``. Blocking."""
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as error:
+        raise JournalError(f"cannot open the journal {str(path)!r}: {error}") from error
+    try:
+        _prepare(connection, path, endpoint)
+    except BaseException:
+        connection.close()
+        raise
+    # Statements run in explicit transactions (``with connection:``) from here on.
+    connection.isolation_level = "DEFERRED"
+    return connection
+
+
+def _prepare(connection: sqlite3.Connection, path: pathlib.Path, endpoint: str) -> None:
+    shown = str(path)
+    try:
+        # WAL keeps the file readable by others (a watching script) while a run writes; FULL
+        # makes every commit durable before the call returns, power cut included.
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal {shown!r} was written by a newer akool-async (schema {version}); "
+                "upgrade akool-async to resume it"
+            )
+        connection.executescript(_SCHEMA)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        row = connection.execute("SELECT value FROM meta WHERE key = 'endpoint'").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise JournalError(
+            f"{shown!r} is not a usable akool-async journal ({error}); move it away or choose "
+            "another output folder"
+        ) from error
+    if row is None:
+        connection.execute(
+            "INSERT INTO meta (key, value) VALUES ('endpoint', ?), ('created_at', ?)",
+            (endpoint, str(time.time())),
+        )
+    elif row[0] != endpoint:
+        raise JournalError(
+            f"the journal {shown!r} holds jobs of {row[0]}, not of {endpoint}: their ids mean "
+            "nothing there. Run against the same endpoint, or choose another output folder"
+        )

@@ -1,0 +1,745 @@
+"""``akool-async``: argument parsing, credentials, the emulator switch, and every subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import pathlib
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from akool_async._errors import AkoolError, InvalidInput, JobFailed, MissingCredentials
+from akool_async._journal import JOURNAL_NAME, Journal, JournalError, SyncReport, TaskState
+from akool_async._models import ImageInfo, Scale
+from akool_async._polling import PollPolicy
+from akool_async._session import AkoolSession
+
+from ._batch import (
+    MANIFEST_NAME,
+    BatchAborted,
+    BatchOptions,
+    BatchRunner,
+    Tally,
+    final_status,
+    suffix_of,
+)
+from ._report import Summary, make_reporter
+from ._rows import Row, UsageError, parse_quadrants, plan_tasks, read_rows, slug
+
+__all__ = ["main"]
+
+PROG: Final = "akool-async"
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+DEFAULT_TIME_SCALE: Final = 0.02  # a 46 s grid takes about a second
+# The emulator's mean grid duration (queue + render + quadrants) at time scale 1.
+_EMULATOR_GRID_SECONDS: Final = 46.0
+IN_PROCESS_ENDPOINT: Final = "in-process emulator"
+LOCK_NAME: Final = ".akool-journal.lock"
+
+DEMO_PROMPTS: Final = (
+    ("a red fox in fresh snow, morning light", "16:9"),
+    ("a lighthouse on a cliff at dusk", "1:1"),
+    ("a paper boat on a rainy street", "3:4"),
+    ("an astronaut tending a rooftop garden", "9:16"),
+    ("a steaming bowl of ramen, studio photo", "4:3"),
+    ("a watercolour map of an imaginary island", "3:2"),
+)
+
+_NO_CREDENTIALS: Final = (
+    "no Akool credentials found. Set AKOOL_API_KEY (or AKOOL_TOKEN, or AKOOL_CLIENT_ID and "
+    "AKOOL_CLIENT_SECRET) in the environment, or pass --api-key; or add --emulator to run "
+    "against the embedded Akool emulator, which needs no account and spends no credits "
+    "(try: akool-async demo)."
+)
+
+logger = logging.getLogger("akool_async")
+
+
+# -- arguments -----------------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0 (got {text!r})") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0 (got {text})")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
+def _quadrant(text: str) -> int:
+    if text not in {"1", "2", "3", "4"}:
+        raise argparse.ArgumentTypeError(
+            f"must be 1, 2, 3 or 4 (1 top left, 2 top right, 3 bottom left, 4 bottom right); "
+            f"got {text!r}"
+        )
+    return int(text)
+
+
+def _scale(text: str) -> Scale:
+    try:
+        return Scale(text.strip())
+    except ValueError:
+        allowed = ", ".join(scale.value for scale in Scale)
+        raise argparse.ArgumentTypeError(f"must be one of {allowed} (got {text!r})") from None
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection (defaults from AKOOL_* environment variables)")
+    group.add_argument("--api-key", help="Akool API key (default $AKOOL_API_KEY)")
+    group.add_argument("--token", help="a bearer token (default $AKOOL_TOKEN)")
+    group.add_argument("--client-id", help="client id, with --client-secret")
+    group.add_argument(
+        "--client-secret", help="client secret (prefer $AKOOL_CLIENT_SECRET: flags show in ps)"
+    )
+    group.add_argument("--base-url", help="API root (default $AKOOL_BASE_URL or Akool's)")
+    group.add_argument(
+        "--emulator",
+        action="store_true",
+        help="run against the embedded Akool emulator: no account, no network, no credits",
+    )
+    group.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=DEFAULT_TIME_SCALE,
+        help="with --emulator: multiplies Akool's job durations (%(default)s: a grid in ~1 s)",
+    )
+    group.add_argument(
+        "--seed", type=int, default=0, help="with --emulator: fixes ids, timings and images"
+    )
+    polling = common.add_argument_group("polling")
+    polling.add_argument(
+        "--expected-duration",
+        type=_positive_float,
+        help="seconds a grid job is expected to take (default 45; scaled with --emulator)",
+    )
+    polling.add_argument(
+        "--target-lag",
+        type=_positive_float,
+        help="seconds by which 95%% of finished jobs should be noticed (default 2.75)",
+    )
+    output = common.add_argument_group("output")
+    output.add_argument(
+        "--json", action="store_true", help="machine-readable JSON lines on standard output"
+    )
+    output.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log requests and retries (-vv: more)"
+    )
+    return common
+
+
+def _follow_up_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upscale",
+        default="",
+        metavar="N,N|all",
+        help="press U<N> on each finished grid: 4K upscales of those quadrants",
+    )
+    parser.add_argument(
+        "--vary", default="", metavar="N,N|all", help="press V<N> on each finished grid"
+    )
+    parser.add_argument(
+        "--quadrants",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also download each grid's four quadrant images (default: yes)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``akool-async`` argument parser."""
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Generate, upscale and vary images with Akool, in batches that resume after a crash "
+            "and never pay twice for a job. Add --emulator to any command to try it without an "
+            "account."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    generate = commands.add_parser(
+        "generate", parents=[common], help="one prompt, its follow-ups, downloaded"
+    )
+    generate.add_argument("prompt", help="what to draw")
+    generate.add_argument("--scale", type=_scale, default=Scale.RATIO_1_1, help="aspect ratio")
+    generate.add_argument("--source-image", help="URL of an image to start from")
+    generate.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="folder (.)")
+    _follow_up_options(generate)
+
+    batch = commands.add_parser(
+        "batch", parents=[common], help="every prompt of a file; resumable"
+    )
+    batch.add_argument("file", type=pathlib.Path, help=".txt, .jsonl or .csv prompt file")
+    batch.add_argument(
+        "--out",
+        type=pathlib.Path,
+        required=True,
+        help="folder for the images, manifest.jsonl and the journal",
+    )
+    batch.add_argument(
+        "--scale",
+        type=_scale,
+        default=Scale.RATIO_1_1,
+        help="aspect ratio of rows that give none (%(default)s)",
+    )
+    batch.add_argument(
+        "--concurrency", type=_positive_int, default=32, help="rows in flight (%(default)s)"
+    )
+    batch.add_argument(
+        "--resubmit-unknown",
+        action="store_true",
+        help="create again the rows whose earlier create may or may not have reached Akool",
+    )
+    _follow_up_options(batch)
+
+    status = commands.add_parser("status", parents=[common], help="one job's state, one request")
+    status.add_argument("id", help="the job's id")
+
+    wait = commands.add_parser("wait", parents=[common], help="wait for a job to finish")
+    wait.add_argument("id", help="the job's id")
+    wait.add_argument("--timeout", type=_positive_float, help="give up after this many seconds")
+    wait.add_argument("--out", type=pathlib.Path, help="also download the result into this folder")
+
+    for name, verb in (("upscale", "U"), ("vary", "V")):
+        press = commands.add_parser(
+            name, parents=[common], help=f"press {verb}N on a finished grid and download it"
+        )
+        press.add_argument("id", help="the grid job's id")
+        press.add_argument("n", type=_quadrant, help="the quadrant: 1 to 4")
+        press.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="folder (.)")
+
+    commands.add_parser("credit", parents=[common], help="the account's credit balance")
+
+    emulator = commands.add_parser("emulator", help="serve the Akool emulator on a local port")
+    from akool_async.testing.__main__ import add_arguments  # noqa: PLC0415 - the emulator extra
+
+    add_arguments(emulator)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="a short batch against the embedded emulator (no account needed)",
+    )
+    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("akool-demo"))
+    return parser
+
+
+# -- sessions ------------------------------------------------------------------------------------
+
+
+def _poll_policy(options: argparse.Namespace, *, emulated: bool) -> PollPolicy:
+    expected = options.expected_duration
+    lag = options.target_lag
+    if emulated:
+        expected = expected or _EMULATOR_GRID_SECONDS * options.time_scale
+        lag = lag or max(2.75 * options.time_scale, 0.1)
+    policy: dict[str, float] = {}
+    if expected is not None:
+        policy["expected_duration"] = expected
+    if lag is not None:
+        policy["target_lag"] = lag
+        policy["min_interval"] = min(0.25, lag)
+    return PollPolicy(**policy)
+
+
+async def _build_session(
+    options: argparse.Namespace, stack: contextlib.AsyncExitStack, *, max_jobs: int = 100
+) -> tuple[AkoolSession, str]:
+    """The session a command runs in (not yet open: nothing sent), and what its ids belong to.
+
+    Raises:
+        MissingCredentials: Neither flags nor ``AKOOL_*`` variables give credentials.
+    """
+    if options.emulator:
+        from akool_async.testing import AkoolEmulator  # noqa: PLC0415 - the emulator extra
+
+        emulator = AkoolEmulator(time_scale=options.time_scale, seed=options.seed)
+        http = await stack.enter_async_context(emulator.client(timeout=30.0))
+        session = AkoolSession(
+            api_key=emulator.api_key,
+            http_client=http,
+            poll_policy=_poll_policy(options, emulated=True),
+            max_jobs_in_flight=max_jobs,
+        )
+        return session, IN_PROCESS_ENDPOINT
+    session = AkoolSession(
+        api_key=options.api_key,
+        token=options.token,
+        client_id=options.client_id,
+        client_secret=options.client_secret,
+        base_url=options.base_url,
+        poll_policy=_poll_policy(options, emulated=False),
+        max_jobs_in_flight=max_jobs,
+    )
+    return session, str(session.base_url)
+
+
+@contextlib.asynccontextmanager
+async def open_session(options: argparse.Namespace) -> AsyncIterator[AkoolSession]:
+    """An open session for a single-job command."""
+    async with contextlib.AsyncExitStack() as stack:
+        session, _ = await _build_session(options, stack)
+        yield await stack.enter_async_context(session)
+
+
+def _emit(options: argparse.Namespace, data: dict[str, Any], text: Sequence[str]) -> None:
+    if options.json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+    else:
+        sys.stdout.write("".join(line + "\n" for line in text))
+    sys.stdout.flush()
+
+
+def _describe_info(info: ImageInfo) -> list[str]:
+    lines = [f"job {info.id}: {info.status.name.lower()}"]
+    if info.parent_id:
+        lines.append(f"  made by {info.op_button or '?'} on job {info.parent_id}")
+    if info.image:
+        lines.append(f"  image: {info.image}")
+    for number, url in enumerate(info.upscaled_urls, start=1):
+        lines.append(f"  quadrant {number}: {url}")
+    if info.buttons:
+        lines.append(f"  buttons: {' '.join(info.buttons)}")
+    if info.expires_at is not None:
+        lines.append(f"  results expire: {info.expires_at:%Y-%m-%d %H:%M} UTC")
+    return lines
+
+
+# -- batch and generate --------------------------------------------------------------------------
+
+
+async def _check_out(out: pathlib.Path) -> None:
+    path = anyio.Path(out)
+    if await path.exists() and not await path.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder: choose a folder for the results")
+
+
+async def _run_batch(  # noqa: C901, PLR0912, PLR0915 - the batch command's whole flow, in order
+    options: argparse.Namespace,
+    rows: list[Row],
+    *,
+    out: pathlib.Path,
+    journal_path: str | None,
+    title: str,
+) -> int:
+    upscale = parse_quadrants("--upscale", options.upscale)
+    vary = parse_quadrants("--vary", options.vary)
+    await _check_out(out)
+    stem = None
+    if journal_path is None:  # a one-off generate: names that do not collide with earlier ones
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        stem = f"{slug(rows[0].prompt)}-{stamp}"
+    planned = plan_tasks(rows, upscale=upscale, vary=vary, stem=stem)
+    await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+
+    lock = await _lock(out) if journal_path is not None else None
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            session, endpoint = await _build_session(
+                options, stack, max_jobs=max(options.concurrency * 5, 100)
+            )
+            journal = await Journal.open(journal_path or ":memory:", endpoint=endpoint)
+            await stack.enter_async_context(journal)
+            report = await journal.sync(planned)
+            # An in-process emulator's jobs end with the process that ran it.
+            relocated = endpoint == IN_PROCESS_ENDPOINT and bool(report.kept)
+            batch_options = BatchOptions(
+                out=out,
+                concurrency=options.concurrency,
+                quadrants=options.quadrants,
+                resubmit_unknown=getattr(options, "resubmit_unknown", False),
+                manifest=journal_path is not None,
+            )
+            tally = Tally()
+            reporter = make_reporter(tally, json_lines=options.json, title=title)
+            _route_logs(options, reporter)
+            await stack.enter_async_context(session)
+            runner = BatchRunner(
+                session,
+                journal,
+                [task.key for task in planned],
+                batch_options,
+                reporter,
+                tally=tally,
+                relocated=relocated,
+            )
+            rows_to_run = await runner.prepare()
+            notes = _start_notes(report, journal, rows, out, journaled=journal_path is not None)
+            balance_before = balance_after = None
+            if rows_to_run:
+                balance_before = await _balance(session)
+                if balance_before is not None:
+                    notes.append(f"Credit balance: {balance_before:g}")
+            else:
+                notes.append("Nothing to do: every row is finished and its files check out.")
+            reporter.start(notes)
+            aborted: BatchAborted | None = None
+            with reporter.running():
+                try:
+                    await runner.run(rows_to_run)
+                except BatchAborted as error:
+                    aborted = error
+                    await runner.write_manifest()
+            if rows_to_run:
+                balance_after = await _balance(session)
+            lines = runner.manifest_lines()
+            summary = _summarise(
+                tally,
+                lines,
+                report.removed,
+                balance_before,
+                balance_after,
+                out / MANIFEST_NAME if journal_path is not None else None,
+            )
+            reporter.finish(summary)
+            if aborted is not None:
+                sys.stderr.write(
+                    f"{PROG}: stopped: Akool refused a create ({aborted}); nothing more was sent. "
+                    "Fix it and run the same command again to go on.\n"
+                )
+                return EXIT_FAILED
+            if journal_path is None and not options.json:
+                for line in lines:
+                    if line["file"]:
+                        sys.stdout.write(f"{out / line['file']}\n")
+            return summary.exit_status
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _lock(out: pathlib.Path) -> Any:
+    from filelock import FileLock, Timeout  # noqa: PLC0415 - the cli extra
+
+    lock = FileLock(str(out / LOCK_NAME))
+    try:
+        await anyio.to_thread.run_sync(lambda: lock.acquire(timeout=0))
+    except Timeout:
+        raise UsageError(
+            f"another akool-async run is working in {out} (it holds {out / LOCK_NAME}); wait for "
+            "it to end, or choose another --out"
+        ) from None
+    return lock
+
+
+async def _balance(session: AkoolSession) -> float | None:
+    try:
+        return await session.get_credit()
+    except AkoolError as error:
+        logger.info("the credit balance is not available: %s", error)
+        return None
+
+
+def _start_notes(
+    report: SyncReport, journal: Journal, rows: list[Row], out: pathlib.Path, *, journaled: bool
+) -> list[str]:
+    notes: list[str] = []
+    if journaled:
+        kept_rows = {journal.tasks[key].row for key in report.kept}
+        notes.append(
+            f"{len(rows)} row(s) in the file: {len(rows) - len(kept_rows)} new, "
+            f"{len(kept_rows)} known from earlier runs; results in {out}/"
+        )
+    removed_rows = {journal.tasks[key].row for key in report.removed}
+    if removed_rows:
+        notes.append(
+            f"{len(report.removed)} task(s) of {len(removed_rows)} earlier row(s) are no longer "
+            "asked for: left alone (their files stay, the manifest keeps them with in_file false)"
+        )
+    if report.recovered:
+        notes.append(
+            f"{len(report.recovered)} create(s) were in flight when an earlier run ended: they "
+            "may or may not have reached Akool and are reported as unknown"
+        )
+    return notes
+
+
+def _summarise(
+    tally: Tally,
+    lines: list[dict[str, Any]],
+    removed: tuple[str, ...],
+    before: float | None,
+    after: float | None,
+    manifest: pathlib.Path | None,
+) -> Summary:
+    rows: dict[int, set[str]] = {}
+    unknown: list[str] = []
+    for line in lines:
+        if not line["in_file"]:
+            continue
+        rows.setdefault(line["row"], set()).add(line["status"])
+        if line["status"] == "unknown" and line["job_id"] is None and line["button"] is None:
+            unknown.append(f"row {line['row']}: {line['prompt']!r}")
+
+    def count(status: str) -> int:
+        return sum(1 for statuses in rows.values() if _row_status(statuses) == status)
+
+    return Summary(
+        rows=len(rows),
+        completed_rows=count("completed"),
+        failed_rows=count("failed"),
+        unknown_rows=count("unknown"),
+        pending_rows=count("pending"),
+        outputs=dict(final_status(lines)),
+        files_written=tally.files,
+        creates_sent=tally.creates,
+        credits_used=tally.credits,
+        balance_before=before,
+        balance_after=after,
+        removed_rows=len(removed),
+        unknown=tuple(unknown),
+        manifest=str(manifest) if manifest is not None else None,
+        elapsed=time.monotonic() - tally.started_at,
+    )
+
+
+def _row_status(statuses: set[str]) -> str:
+    for status in ("failed", "unknown", "pending"):
+        if status in statuses:
+            return status
+    return "completed"
+
+
+def _route_logs(options: argparse.Namespace, reporter: Any) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(options.verbose, logging.DEBUG)
+    console = getattr(reporter, "console", None)
+    handler: logging.Handler
+    if console is not None:
+        from rich.logging import RichHandler  # noqa: PLC0415 - the cli extra
+
+        handler = RichHandler(console=console, show_path=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("akool_async")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+async def cmd_batch(options: argparse.Namespace) -> int:
+    """``akool-async batch FILE --out DIR``."""
+    rows = await anyio.to_thread.run_sync(
+        lambda: read_rows(options.file, default_scale=options.scale)
+    )
+    return await _run_batch(
+        options,
+        rows,
+        out=options.out,
+        journal_path=str(options.out / JOURNAL_NAME),
+        title=f"batch {options.file.name}",
+    )
+
+
+async def cmd_generate(options: argparse.Namespace) -> int:
+    """``akool-async generate PROMPT``."""
+    try:
+        row = Row(
+            number=1,
+            line=1,
+            prompt=_checked_prompt(options.prompt),
+            scale=options.scale,
+            source_image=_checked_url(options.source_image),
+        )
+    except InvalidInput as error:
+        raise UsageError(str(error)) from None
+    options.concurrency = 1
+    return await _run_batch(options, [row], out=options.out, journal_path=None, title="generate")
+
+
+def _checked_prompt(prompt: str) -> str:
+    from akool_async._validate import check_prompt  # noqa: PLC0415
+
+    return check_prompt(prompt).strip()
+
+
+def _checked_url(url: str | None) -> str | None:
+    from akool_async._validate import check_url  # noqa: PLC0415
+
+    return None if url is None else check_url("--source-image", url)
+
+
+async def cmd_demo(options: argparse.Namespace) -> int:
+    """``akool-async demo``: a short batch against the embedded emulator."""
+    options.emulator = True
+    options.upscale, options.vary, options.quadrants = "1", "2", True
+    options.concurrency = len(DEMO_PROMPTS)
+    options.resubmit_unknown = False
+    rows = [
+        Row(number=number, line=number, prompt=prompt, scale=Scale(scale))
+        for number, (prompt, scale) in enumerate(DEMO_PROMPTS, start=1)
+    ]
+    if not options.json:
+        sys.stdout.write(
+            f"Generating {len(rows)} prompts against the embedded Akool emulator (no account, "
+            "no network): each grid, its quadrants, a U1 upscale and a V2 variation.\n"
+        )
+    return await _run_batch(
+        options,
+        rows,
+        out=options.out,
+        journal_path=str(options.out / JOURNAL_NAME),
+        title="demo",
+    )
+
+
+# -- single jobs ---------------------------------------------------------------------------------
+
+
+async def cmd_status(options: argparse.Namespace) -> int:
+    """``akool-async status ID``: one request."""
+    async with open_session(options) as session:
+        info = await session.get_image_info(options.id)
+    _emit(options, {"event": "status", "job": info.to_wire()}, _describe_info(info))
+    return EXIT_OK
+
+
+async def cmd_wait(options: argparse.Namespace) -> int:
+    """``akool-async wait ID``."""
+    if options.out is not None:
+        await _check_out(options.out)
+    async with open_session(options) as session:
+        job = session.job(options.id)
+        info = await job.wait(timeout=options.timeout)
+        files = await _save(session, info, options.out) if options.out is not None else []
+    _emit(
+        options,
+        {"event": "completed", "job": info.to_wire(), "files": files},
+        [*_describe_info(info), *(f"  saved: {file['path']}" for file in files)],
+    )
+    return EXIT_OK
+
+
+async def _save(
+    session: AkoolSession, info: ImageInfo, out: pathlib.Path
+) -> list[dict[str, Any]]:
+    """Download a finished job's image (and a grid's quadrants) into ``out``, named by its id."""
+    await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+    wanted: list[tuple[str, str]] = []
+    if info.image:
+        wanted.append((f"{info.id}", info.image))
+    if not info.is_upscale:
+        wanted.extend(
+            (f"{info.id}-{number}", url) for number, url in enumerate(info.upscaled_urls, start=1)
+        )
+    files: list[dict[str, Any]] = []
+    for name, url in wanted:
+        download = await session.download_url(url, out / f"{name}{suffix_of(url)}")
+        files.append({"path": str(download.path), "sha256": download.sha256, "size": download.size})
+    return files
+
+
+async def _press(options: argparse.Namespace, verb: str) -> int:
+    if options.out is not None:
+        await _check_out(options.out)
+    async with open_session(options) as session:
+        parent = session.job(options.id)
+        child = await (parent.upscale(options.n) if verb == "U" else parent.vary(options.n))
+        # The id first, so that an interrupted wait can be resumed with `akool-async wait ID`.
+        _emit(
+            options,
+            {"event": "created", "job_id": child.id, "parent_id": parent.id, "button": f"{verb}{options.n}"},
+            [f"pressed {verb}{options.n} on {parent.id}: job {child.id}"],
+        )
+        info = await child.wait()
+        files = await _save(session, info, options.out)
+    _emit(
+        options,
+        {"event": "completed", "job": info.to_wire(), "files": files},
+        [*_describe_info(info), *(f"  saved: {file['path']}" for file in files)],
+    )
+    return EXIT_OK
+
+
+async def cmd_upscale(options: argparse.Namespace) -> int:
+    """``akool-async upscale ID N``."""
+    return await _press(options, "U")
+
+
+async def cmd_vary(options: argparse.Namespace) -> int:
+    """``akool-async vary ID N``."""
+    return await _press(options, "V")
+
+
+async def cmd_credit(options: argparse.Namespace) -> int:
+    """``akool-async credit``: one request."""
+    async with open_session(options) as session:
+        credit = await session.get_credit()
+    _emit(options, {"event": "credit", "credit": credit}, [f"credit balance: {credit:g}"])
+    return EXIT_OK
+
+
+_COMMANDS: Final = {
+    "batch": cmd_batch,
+    "generate": cmd_generate,
+    "demo": cmd_demo,
+    "status": cmd_status,
+    "wait": cmd_wait,
+    "upscale": cmd_upscale,
+    "vary": cmd_vary,
+    "credit": cmd_credit,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``akool-async``; returns the exit status (0 done, 1 failed or unknown, 2 usage)."""
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if options.command == "emulator":
+        from akool_async.testing.__main__ import serve  # noqa: PLC0415 - the emulator extra
+
+        try:
+            return anyio.run(serve, options, backend="asyncio")
+        except KeyboardInterrupt:
+            return EXIT_OK
+    command = _COMMANDS[options.command]
+    try:
+        return anyio.run(command, options, backend="asyncio")
+    except MissingCredentials:
+        return _fail(_NO_CREDENTIALS, EXIT_USAGE)
+    except (UsageError, JournalError, InvalidInput) as error:
+        return _fail(str(error), EXIT_USAGE)
+    except JobFailed as error:
+        return _fail(str(error), EXIT_FAILED)
+    except AkoolError as error:
+        return _fail(str(error), EXIT_FAILED)
+    except httpx.HTTPError as error:
+        return _fail(f"the request failed: {error}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail(
+            "interrupted. Everything finished so far is recorded; run the same command again to "
+            "resume.",
+            EXIT_INTERRUPTED,
+        )
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return status

@@ -1,0 +1,657 @@
+"""The batch runner: journal-driven create -> wait -> follow-ups -> download, resumable at any point.
+
+Every paid create goes intent (committed) -> request -> id (committed), so a run killed at any
+instant never loses a job id it received and never sends a create twice on its own. A re-run
+walks the same tasks: ids it knows are polled, finished tasks are skipped, files that are
+missing or differ from their recorded sha256 are fetched again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pathlib
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from akool_async._download import DownloadError, ResultExpired
+from akool_async._errors import (
+    AccountBanned,
+    AkoolError,
+    AuthenticationError,
+    ContentNotFound,
+    GenerationError,
+    InsufficientCredit,
+    InvalidInput,
+    JobFailed,
+    OperationNotAllowed,
+    ParameterError,
+    PaymentRequired,
+    PermissionDenied,
+    SubmissionUnknown,
+    TransportError,
+)
+from akool_async._job import DEFAULT_MAX_BYTES
+from akool_async._journal import Journal, OutputRecord, TaskKind, TaskRecord, TaskState
+from akool_async._models import ImageInfo
+from akool_async._session import AkoolSession
+
+__all__ = [
+    "MANIFEST_NAME",
+    "BatchAborted",
+    "BatchOptions",
+    "BatchRunner",
+    "Reporter",
+    "Tally",
+    "final_status",
+    "manifest_lines",
+    "suffix_of",
+    "write_manifest",
+]
+
+MANIFEST_NAME: Final = "manifest.jsonl"
+_MANIFEST_EVERY: Final = 2.0  # seconds between manifest rewrites while a batch runs
+_QUADRANTS: Final = ("q1", "q2", "q3", "q4")
+_IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
+_PART_FILE: Final = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
+_HASH_CHUNK: Final = 1 << 20
+# Refusals that say the account cannot create anything now: stop the batch instead of
+# sending the same refused create for every row.
+_FATAL: Final = (AuthenticationError, AccountBanned, InsufficientCredit, PaymentRequired,
+                 PermissionDenied)  # fmt: skip
+# Refusals of this create in particular, which repeating it would not change.
+_FINAL: Final = (ParameterError, OperationNotAllowed, ContentNotFound, GenerationError, InvalidInput)
+
+
+class BatchAborted(AkoolError):
+    """Akool refused a create for a reason that would refuse every other one (auth, credit)."""
+
+
+@attrs.frozen(kw_only=True)
+class BatchOptions:
+    """How a batch runs.
+
+    Attributes:
+        out: The output folder; files, the manifest and the journal go there.
+        concurrency: Rows in flight at once (created and not yet finished and downloaded).
+        quadrants: Also download each grid's four quadrant images.
+        resubmit_unknown: Create again the rows whose earlier create was ambiguous.
+        downloads: Downloads in flight at once.
+        manifest: Write ``manifest.jsonl`` (off for a one-off ``generate``).
+    """
+
+    out: pathlib.Path
+    concurrency: int = 32
+    quadrants: bool = True
+    resubmit_unknown: bool = False
+    downloads: int = 8
+    manifest: bool = True
+
+
+@attrs.define
+class Tally:
+    """Live counts for the progress display."""
+
+    tasks: int = 0
+    todo: int = 0
+    states: Counter[str] = attrs.field(factory=Counter)
+    files: int = 0
+    bytes: int = 0
+    credits: float = 0.0
+    creates: int = 0
+    finished: int = 0
+    started_at: float = attrs.field(factory=time.monotonic)
+
+    def rate(self) -> float:
+        """Tasks finished per second since the run started."""
+        elapsed = time.monotonic() - self.started_at
+        return self.finished / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds until the remaining tasks are done, at the rate so far."""
+        rate = self.rate()
+        remaining = self.todo - self.finished
+        if rate <= 0 or remaining <= 0:
+            return None if remaining > 0 else 0.0
+        return remaining / rate
+
+
+class Reporter(Protocol):
+    """What the runner tells the progress display."""
+
+    def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
+        """Something happened to a task: created, completed, failed, unknown, downloaded, ..."""
+
+    def note(self, message: str) -> None:
+        """A line worth showing once (a resumed task, a re-fetched file)."""
+
+    def refresh(self) -> None:
+        """The tally changed."""
+
+
+@attrs.define
+class _Failure:
+    error: str
+    status: str = "failed"
+
+
+class BatchRunner:
+    """Runs one batch's tasks against a session, recording every step in the journal."""
+
+    def __init__(
+        self,
+        session: AkoolSession,
+        journal: Journal,
+        planned: Sequence[str],
+        options: BatchOptions,
+        reporter: Reporter,
+        *,
+        tally: Tally | None = None,
+        relocated: bool = False,
+    ) -> None:
+        self.session = session
+        self.journal = journal
+        self.options = options
+        self.reporter = reporter
+        self.tally = tally if tally is not None else Tally()
+        self._planned = list(planned)
+        self._relocated = relocated
+        self._rows = anyio.CapacityLimiter(options.concurrency)
+        self._downloads = anyio.CapacityLimiter(options.downloads)
+        self._download_errors: dict[tuple[str, str], _Failure] = {}
+        self._written_at = 0.0
+        self._shown: dict[str, str] = {}
+        children: dict[str, list[str]] = {}
+        for key in self._planned:
+            parent = journal.tasks[key].parent_key
+            if parent is not None:
+                children.setdefault(parent, []).append(key)
+        self._children = children
+
+    # -- before any request ----------------------------------------------------------------------
+
+    async def prepare(self) -> list[str]:
+        """Check the files already recorded and clear leftovers; return the rows that need work.
+
+        Sends nothing. A file that is missing or does not match its recorded sha256 is
+        forgotten, so it is downloaded again.
+        """
+        await anyio.to_thread.run_sync(_remove_part_files, self.options.out)
+        planned = set(self._planned)
+        recorded = [
+            output for (key, _), output in self.journal.outputs.items() if key in planned
+        ]
+        broken = await anyio.to_thread.run_sync(_broken_outputs, self.options.out, recorded)
+        for output, reason in broken:
+            await self.journal.forget_output(output.task_key, output.name)
+            self.reporter.note(f"{output.file} {reason}: downloading it again")
+        if self._relocated:
+            await self._recreate_lost_jobs()
+        todo = [key for key in self._planned if self._needs_work(key)]
+        self.tally.tasks = len(self._planned)
+        self.tally.todo = len(todo)
+        for key in self._planned:
+            self.tally.states[self._display_state(key)] += 1
+        grids = [key for key in self._planned if self.journal.tasks[key].parent_key is None]
+        return [
+            key
+            for key in grids
+            if key in todo or any(child in todo for child in self._children.get(key, ()))
+        ]
+
+    async def _recreate_lost_jobs(self) -> None:
+        # The jobs of an in-process emulator ended with the process that ran it: what is not
+        # finished, or not downloaded, is created again (emulated credits cost nothing).
+        for key in self._planned:
+            record = self.journal.tasks[key]
+            lost = record.state in {TaskState.CREATED, TaskState.UNKNOWN, TaskState.INTENT}
+            if record.state is TaskState.COMPLETED and self._needs_work(key):
+                lost = True
+                for output in [out for (task, _), out in self.journal.outputs.items() if task == key]:
+                    await self.journal.forget_output(key, output.name)
+            if lost:
+                await self.journal.resubmit(key)
+                self.reporter.note(
+                    f"row {record.row}: {record.button or 'grid'} job {record.job_id or '?'} "
+                    "lived in an earlier run's in-process emulator; creating it again"
+                )
+
+    def _needs_work(self, key: str) -> bool:
+        record = self.journal.tasks[key]
+        if record.state is TaskState.COMPLETED:
+            info = ImageInfo.from_wire(record.info or {"_id": record.job_id, "image_status": 3})
+            return any(
+                (key, name) not in self.journal.outputs
+                for name, _ in self._outputs_of(record, info)
+            )
+        if record.state is TaskState.FAILED:
+            return record.retryable
+        if record.state is TaskState.UNKNOWN:
+            return self.options.resubmit_unknown or record.parent_key is not None
+        return True
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    async def run(self, rows: Sequence[str]) -> None:
+        """Run every row that needs work, ``concurrency`` at a time."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._keep_manifest)
+            async with anyio.create_task_group() as row_group:
+                for key in rows:
+                    slot = object()
+                    await self._rows.acquire_on_behalf_of(slot)
+                    row_group.start_soon(self._row, key, slot)
+            group.cancel_scope.cancel()
+        await self.write_manifest()
+
+    async def _keep_manifest(self) -> None:
+        while True:
+            await anyio.sleep(_MANIFEST_EVERY)
+            await self.write_manifest()
+
+    def manifest_lines(self) -> list[dict[str, Any]]:
+        """The manifest as it stands: one object per output."""
+        return manifest_lines(self.journal, self._planned, self._download_errors)
+
+    async def write_manifest(self) -> None:
+        """Rewrite ``manifest.jsonl`` from the journal, atomically."""
+        if not self.options.manifest:
+            return
+        lines = self.manifest_lines()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(write_manifest, self.options.out, lines)
+
+    async def _row(self, key: str, slot: object) -> None:
+        try:
+            info = await self._task(key, None)
+            children = self._children.get(key, [])
+            if info is None:
+                grid = self.journal.tasks[key]
+                status = "unknown" if grid.state is TaskState.UNKNOWN else "failed"
+                for child in children:
+                    if self._needs_work(child):
+                        self._finish(
+                            self.journal.tasks[child],
+                            status,
+                            f"not created: its grid is {grid.state.value}",
+                        )
+            elif children:
+                async with anyio.create_task_group() as group:
+                    for child in children:
+                        group.start_soon(self._task, child, info)
+        finally:
+            self._rows.release_on_behalf_of(slot)
+
+    async def _task(self, key: str, parent: ImageInfo | None) -> ImageInfo | None:
+        record = self.journal.tasks[key]
+        if record.state is TaskState.UNKNOWN:
+            record = await self._reconsider_unknown(record, parent)
+            if record.state is TaskState.UNKNOWN:
+                if parent is not None:
+                    self._finish(record, "unknown", record.error)
+                return None
+        if record.state is TaskState.FAILED and record.retryable:
+            record = await self.journal.resubmit(key)
+        if record.state is TaskState.PENDING:
+            record = await self._create(record, parent)
+        if record.state is TaskState.CREATED:
+            record = await self._wait(record)
+        if record.state is not TaskState.COMPLETED:
+            return None
+        info = ImageInfo.from_wire(record.info or {})
+        await self._download_all(record, info)
+        return info
+
+    async def _reconsider_unknown(self, record: TaskRecord, parent: ImageInfo | None) -> TaskRecord:
+        if record.parent_key is not None and parent is not None and record.button is not None:
+            # A button can be pressed once: if Akool still offers it, the ambiguous press never
+            # took effect and pressing it now cannot pay twice.
+            try:
+                fresh = await self.session.get_image_info(parent.id)
+            except AkoolError as error:
+                self.reporter.event("unknown", record, f"cannot check the grid: {error}")
+                return record
+            if record.button in fresh.buttons and record.button not in fresh.used_buttons:
+                self.reporter.note(
+                    f"row {record.row}: {record.button} was never pressed on {parent.id} "
+                    "(Akool still offers it); pressing it now"
+                )
+                return await self.journal.resubmit(record.key)
+            return record
+        if self.options.resubmit_unknown:
+            self.reporter.note(f"row {record.row}: creating again (--resubmit-unknown)")
+            return await self.journal.resubmit(record.key)
+        return record
+
+    async def _create(self, record: TaskRecord, parent: ImageInfo | None) -> TaskRecord:
+        key = record.key
+        await self.journal.intent(key)
+        self._move(record, "creating")
+        try:
+            if record.kind is TaskKind.GRID:
+                info = await self.session.create_by_prompt(
+                    record.prompt, scale=record.scale, source_image=record.source_image
+                )
+            else:
+                assert parent is not None  # noqa: S101 - children run after their grid
+                assert record.button is not None  # noqa: S101 - children have a button
+                info = await self.session.create_by_button(parent.id, record.button)
+        except SubmissionUnknown as error:
+            updated = await self.journal.unknown(key, str(error))
+            self._finish(updated, "unknown", str(error))
+            return updated
+        except _FATAL as error:
+            updated = await self.journal.refused(key, str(error))
+            self._finish(updated, "failed", str(error))
+            raise BatchAborted(str(error)) from error
+        except _FINAL as error:
+            updated = await self.journal.failed(key, str(error), None, None)
+            self._finish(updated, "failed", str(error))
+            return updated
+        except AkoolError as error:
+            # Provably not delivered (after retries) or refused for now: no job, no charge.
+            updated = await self.journal.refused(key, str(error))
+            self._finish(updated, "failed", f"{error} (not created: the next run tries again)")
+            return updated
+        with anyio.CancelScope(shield=True):
+            updated = await self.journal.created(key, info.id)
+        self.tally.creates += 1
+        self._move(updated, "running")
+        self.reporter.event("created", updated, info.id)
+        return updated
+
+    async def _wait(self, record: TaskRecord) -> TaskRecord:
+        assert record.job_id is not None  # noqa: S101 - created tasks have an id
+        self._move(record, "running")
+        try:
+            info = await self.session.job(record.job_id).wait()
+        except JobFailed as error:
+            final = error.info
+            updated = await self.journal.failed(
+                record.key, str(error), final.to_wire(), final.deduction_credit
+            )
+            self._spent(final)
+            self._finish(updated, "failed", str(error))
+            return updated
+        except ContentNotFound as error:
+            updated = await self.journal.failed(record.key, str(error), None, None)
+            self._finish(updated, "failed", str(error))
+            return updated
+        except AkoolError as error:
+            updated = await self.journal.note(
+                record.key, f"still running when this run gave up waiting: {error}"
+            )
+            self._finish(updated, "unknown", str(error))
+            return updated
+        updated = await self.journal.completed(record.key, info.to_wire(), info.deduction_credit)
+        self._spent(info)
+        self._move(updated, "downloading")
+        return updated
+
+    async def _download_all(self, record: TaskRecord, info: ImageInfo) -> None:
+        wanted = [
+            (name, url)
+            for name, url in self._outputs_of(record, info)
+            if (record.key, name) not in self.journal.outputs
+        ]
+        if not wanted:
+            return
+        self._move(record, "downloading")
+        async with anyio.create_task_group() as group:
+            for name, url in wanted:
+                group.start_soon(self._download, record, info, name, url)
+        failed = [name for name, _ in wanted if (record.key, name) in self._download_errors]
+        if failed:
+            self._finish(record, "failed", self._download_errors[record.key, failed[0]].error)
+        else:
+            self._finish(record, "completed", None)
+
+    async def _download(self, record: TaskRecord, info: ImageInfo, name: str, url: str | None) -> None:
+        file = _file_name(record, name, url)
+        self._download_errors.pop((record.key, name), None)
+        if url is None:
+            self._download_errors[record.key, name] = _Failure(
+                f"job {info.id} completed without a URL for its {name} image"
+            )
+            return
+        expires = info.expires_at
+        if expires is not None and datetime.now(UTC) >= expires:
+            self._download_errors[record.key, name] = _Failure(
+                f"the result expired at {expires:%Y-%m-%d %H:%M} UTC: Akool keeps results for "
+                "seven days"
+            )
+            return
+        try:
+            async with self._downloads:
+                download = await self.session.download_url(
+                    url, self.options.out / file, max_bytes=DEFAULT_MAX_BYTES
+                )
+        except (DownloadError, TransportError) as error:
+            final = isinstance(error, ResultExpired)
+            note = "" if final else " (the next run tries again)"
+            self._download_errors[record.key, name] = _Failure(f"{error}{note}")
+            return
+        await self.journal.output(
+            OutputRecord(
+                task_key=record.key,
+                name=name,
+                url=url,
+                file=file,
+                sha256=download.sha256,
+                size=download.size,
+            )
+        )
+        self.tally.files += 1
+        self.tally.bytes += download.size
+        self.reporter.event("downloaded", record, file)
+        await self._maybe_write_manifest()
+
+    async def _maybe_write_manifest(self) -> None:
+        now = time.monotonic()
+        if now - self._written_at >= _MANIFEST_EVERY:
+            self._written_at = now
+            await self.write_manifest()
+
+    def _outputs_of(self, record: TaskRecord, info: ImageInfo) -> list[tuple[str, str | None]]:
+        if record.kind is TaskKind.UPSCALE:
+            return [("image", info.image)]
+        outputs: list[tuple[str, str | None]] = [("grid", info.image)]
+        if self.options.quadrants:
+            urls = list(info.upscaled_urls) + [None] * len(_QUADRANTS)
+            outputs.extend(zip(_QUADRANTS, urls, strict=False))
+        return outputs
+
+    # -- the tally -------------------------------------------------------------------------------
+
+    def _display_state(self, key: str) -> str:
+        record = self.journal.tasks[key]
+        if record.state is TaskState.COMPLETED and not self._needs_work(key):
+            return "completed"
+        if record.state in {TaskState.FAILED, TaskState.UNKNOWN} and not self._needs_work(key):
+            return record.state.value
+        return "queued"
+
+    def _move(self, record: TaskRecord, state: str) -> None:
+        previous = self._shown.get(record.key, "queued")
+        if previous == state:
+            return
+        self._shown[record.key] = state
+        self.tally.states[previous] -= 1
+        self.tally.states[state] += 1
+        self.reporter.refresh()
+
+    def _finish(self, record: TaskRecord, state: str, detail: str | None) -> None:
+        self._move(record, state)
+        self.tally.finished += 1
+        self.reporter.event(state, record, detail)
+
+    def _spent(self, info: ImageInfo) -> None:
+        if info.deduction_credit is not None:
+            self.tally.credits += info.deduction_credit
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def suffix_of(url: str | None) -> str:
+    """The image file suffix a URL's path shows, ``.png`` when it shows none."""
+    if url is None:
+        return ".png"
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    suffix = pathlib.PurePosixPath(path).suffix.lower()
+    return suffix if suffix in _IMAGE_SUFFIXES else ".png"
+
+
+def _file_name(record: TaskRecord, name: str, url: str | None) -> str:
+    if name == "image":
+        return f"{record.stem}{suffix_of(url)}"
+    return f"{record.stem}-{name}{suffix_of(url)}"
+
+
+def _remove_part_files(out: pathlib.Path) -> None:
+    """Delete the hidden partial files a killed run's downloads left behind. Blocking."""
+    for entry in out.iterdir():
+        if _PART_FILE.match(entry.name) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+
+
+def _broken_outputs(
+    out: pathlib.Path, outputs: Sequence[OutputRecord]
+) -> list[tuple[OutputRecord, str]]:
+    """The recorded files that are missing or differ from their sha256. Blocking."""
+    broken: list[tuple[OutputRecord, str]] = []
+    for output in outputs:
+        path = out / output.file
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            broken.append((output, "is missing"))
+            continue
+        if size != output.size or _sha256(path) != output.sha256:
+            broken.append((output, "does not match its recorded sha256"))
+    return broken
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- the manifest --------------------------------------------------------------------------------
+
+
+def manifest_lines(
+    journal: Journal,
+    planned: Sequence[str],
+    download_errors: dict[tuple[str, str], _Failure] | None = None,
+) -> list[dict[str, Any]]:
+    """One object per output: the current plan's tasks in row order, then tasks no longer in it."""
+    errors = download_errors or {}
+    in_plan = set(planned)
+    order = {key: index for index, key in enumerate(planned)}
+    records = sorted(
+        journal.tasks.values(),
+        key=lambda record: (
+            record.key not in in_plan,
+            order.get(record.key, 0),
+            record.row,
+            record.position,
+        ),
+    )
+    lines: list[dict[str, Any]] = []
+    for record in records:
+        lines.extend(_lines_of(journal, record, errors, in_plan=record.key in in_plan))
+    return lines
+
+
+def _lines_of(
+    journal: Journal,
+    record: TaskRecord,
+    errors: dict[tuple[str, str], _Failure],
+    *,
+    in_plan: bool,
+) -> list[dict[str, Any]]:
+    parent = journal.tasks.get(record.parent_key) if record.parent_key else None
+    base: dict[str, Any] = {
+        "prompt": record.prompt,
+        "row": record.row,
+        "job_id": record.job_id,
+        "parent_id": parent.job_id if parent is not None else None,
+        "button": record.button,
+        "status": "pending",
+        "file": None,
+        "sha256": None,
+        "error": record.error,
+        "credits": record.credits,
+        "output": "image" if record.kind is TaskKind.UPSCALE else "grid",
+        "kind": record.kind.value,
+        "scale": record.scale,
+        "in_file": in_plan,
+    }
+    if record.state is TaskState.COMPLETED:
+        names = [name for (key, name) in journal.outputs if key == record.key]
+        names += [name for (key, name) in errors if key == record.key and name not in names]
+        primary = "image" if record.kind is TaskKind.UPSCALE else "grid"
+        names = sorted(set(names) | {primary}, key=_output_order)
+        lines: list[dict[str, Any]] = []
+        for index, name in enumerate(names):
+            line = dict(base, output=name, credits=record.credits if index == 0 else 0)
+            output = journal.outputs.get((record.key, name))
+            failure = errors.get((record.key, name))
+            if output is not None:
+                line.update(status="completed", file=output.file, sha256=output.sha256, error=None)
+            elif failure is not None:
+                line.update(status=failure.status, error=failure.error)
+            else:
+                line.update(status="pending", error=None)
+            lines.append(line)
+        return lines
+    if record.state in {TaskState.FAILED, TaskState.UNKNOWN}:
+        base["status"] = record.state.value
+    elif record.state is TaskState.PENDING and parent is not None:
+        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN}:
+            base["status"] = parent.state.value
+            base["error"] = f"not created: its grid is {parent.state.value}"
+    elif record.state is TaskState.CREATED and record.error:
+        base["status"] = "unknown"
+    return [base]
+
+
+def _output_order(name: str) -> tuple[int, str]:
+    return (0 if name in {"grid", "image"} else 1, name)
+
+
+def write_manifest(out: pathlib.Path, lines: Sequence[dict[str, Any]]) -> None:
+    """Write the manifest to a hidden file, fsync it, and rename it into place. Blocking."""
+    target = out / MANIFEST_NAME
+    temporary = out / f".{MANIFEST_NAME}.{secrets.token_hex(6)}.part"
+    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    try:
+        with temporary.open("w", encoding="utf-8", newline="\n") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def final_status(lines: Sequence[dict[str, Any]]) -> Counter[str]:
+    """How many of the current plan's outputs ended in each status."""
+    return Counter(line["status"] for line in lines if line["in_file"])

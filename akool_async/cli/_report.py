@@ -1,0 +1,315 @@
+"""What a batch shows while it runs: a live rich display on a terminal, log lines otherwise, JSON
+lines with ``--json``. All three end with the same summary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, TextIO
+
+import attrs
+
+from akool_async._journal import TaskRecord
+
+from ._batch import Tally
+
+__all__ = ["JsonReporter", "PlainReporter", "RichReporter", "Summary", "make_reporter"]
+
+_STATES: Final = ("queued", "creating", "running", "downloading", "completed", "failed", "unknown")
+_PLAIN_EVERY: Final = 10.0  # seconds between progress lines in plain mode
+
+
+@attrs.frozen(kw_only=True)
+class Summary:
+    """How a batch ended."""
+
+    rows: int
+    completed_rows: int
+    failed_rows: int
+    unknown_rows: int
+    pending_rows: int
+    outputs: dict[str, int]
+    files_written: int
+    creates_sent: int
+    credits_used: float
+    balance_before: float | None
+    balance_after: float | None
+    removed_rows: int
+    unknown: tuple[str, ...]
+    manifest: str | None
+    elapsed: float
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every row completed, 1 otherwise."""
+        return 0 if self.completed_rows == self.rows else 1
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary as a JSON object (``event: summary``)."""
+        data = attrs.asdict(self)
+        data["unknown"] = list(self.unknown)
+        data["exit_status"] = self.exit_status
+        return {"event": "summary", **data}
+
+    def lines(self) -> list[str]:
+        """The summary as lines of text."""
+        lines = [
+            f"{self.completed_rows} of {self.rows} row(s) completed, {self.failed_rows} failed, "
+            f"{self.unknown_rows} unknown"
+            + (f", {self.pending_rows} unfinished" if self.pending_rows else "")
+            + f" ({self.elapsed:.1f} s).",
+            f"Files written this run: {self.files_written}; creates sent: {self.creates_sent}; "
+            f"credits used: {self.credits_used:g}"
+            + (
+                f" (balance {self.balance_before:g} -> {self.balance_after:g})"
+                if self.balance_before is not None and self.balance_after is not None
+                else ""
+            )
+            + ".",
+        ]
+        if self.manifest:
+            lines.append(f"Manifest: {self.manifest}")
+        if self.removed_rows:
+            lines.append(
+                f"{self.removed_rows} task(s) from earlier runs are no longer asked for: left "
+                "alone, still listed in the manifest with in_file false."
+            )
+        if self.unknown:
+            lines.append(
+                f"{len(self.unknown)} create(s) may or may not have reached Akool (no job id was "
+                "recorded). Check your Akool account, then run the same command with "
+                "--resubmit-unknown to create them again (paying again if they did reach it):"
+            )
+            lines.extend(f"  {item}" for item in self.unknown[:20])
+            if len(self.unknown) > 20:  # noqa: PLR2004 - a screenful
+                lines.append(f"  ... and {len(self.unknown) - 20} more (see the manifest)")
+        return lines
+
+
+def _describe(record: TaskRecord) -> str:
+    what = record.button or "grid"
+    prompt = record.prompt if len(record.prompt) <= 40 else record.prompt[:39] + "…"  # noqa: PLR2004
+    return f"row {record.row} {what} {prompt!r}"
+
+
+class PlainReporter:
+    """Log lines, for pipes and files: one per finished task, and progress every few seconds."""
+
+    def __init__(self, tally: Tally, stream: TextIO | None = None) -> None:
+        self.tally = tally
+        self._stream = stream if stream is not None else sys.stdout
+        self._last = time.monotonic()
+
+    def _write(self, text: str) -> None:
+        elapsed = time.monotonic() - self.tally.started_at
+        self._stream.write(f"[{elapsed:7.1f}s] {text}\n")
+        self._stream.flush()
+
+    def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
+        """One line per task that ends; created and downloaded go unsaid."""
+        if kind in {"completed", "failed", "unknown"}:
+            suffix = f": {detail}" if detail else ""
+            job = f" (job {record.job_id})" if record.job_id else ""
+            self._write(f"{_describe(record)} {kind}{job}{suffix}")
+        self.refresh()
+
+    def note(self, message: str) -> None:
+        """A line of its own."""
+        self._write(message)
+
+    def refresh(self) -> None:
+        """A progress line every few seconds."""
+        now = time.monotonic()
+        if now - self._last >= _PLAIN_EVERY:
+            self._last = now
+            self._write(_progress_text(self.tally))
+
+    def start(self, lines: Sequence[str]) -> None:
+        """Lines shown before the run."""
+        for line in lines:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def finish(self, summary: Summary) -> None:
+        """The summary."""
+        for line in summary.lines():
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Nothing to set up for plain lines."""
+        yield
+
+
+class JsonReporter:
+    """JSON lines on standard output: one object per event, and the summary last."""
+
+    def __init__(self, tally: Tally, stream: TextIO | None = None) -> None:
+        self.tally = tally
+        self._stream = stream if stream is not None else sys.stdout
+
+    def _emit(self, data: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(data, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
+        """Every event, with the task's row, button, prompt and job id."""
+        self._emit(
+            {
+                "event": kind,
+                "row": record.row,
+                "button": record.button,
+                "prompt": record.prompt,
+                "job_id": record.job_id,
+                "detail": detail,
+            }
+        )
+
+    def note(self, message: str) -> None:
+        """A note, as ``event: note``."""
+        self._emit({"event": "note", "message": message})
+
+    def refresh(self) -> None:
+        """Counts are in the summary; nothing to redraw."""
+
+    def start(self, lines: Sequence[str]) -> None:
+        """The plan as ``event: start``."""
+        self._emit(
+            {
+                "event": "start",
+                "tasks": self.tally.tasks,
+                "todo": self.tally.todo,
+                "messages": list(lines),
+            }
+        )
+
+    def finish(self, summary: Summary) -> None:
+        """The summary as ``event: summary``."""
+        self._emit(summary.as_json())
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Nothing to set up for JSON lines."""
+        yield
+
+
+class RichReporter:
+    """A live display on a terminal: a progress bar, counts per state, throughput, credits, ETA."""
+
+    def __init__(self, tally: Tally, title: str) -> None:
+        from rich.console import Console  # noqa: PLC0415 - rich is the cli extra's
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.tally = tally
+        self.console = Console()
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._task = self._progress.add_task(title, total=max(tally.todo, 1))
+        self._live: Any = None
+
+    def _render(self) -> Any:
+        from rich.console import Group  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
+
+        tally = self.tally
+        self._progress.update(self._task, completed=tally.finished, total=max(tally.todo, 1))
+        table = Table.grid(padding=(0, 2))
+        for state in _STATES:
+            table.add_column(justify="right")
+        table.add_row(*(f"[dim]{state}[/]" for state in _STATES))
+        table.add_row(*(str(tally.states.get(state, 0)) for state in _STATES))
+        stats = Table.grid(padding=(0, 2))
+        stats.add_row(
+            f"throughput [bold]{tally.rate() * 60:.1f}[/] tasks/min",
+            f"files [bold]{tally.files}[/]",
+            f"credits spent [bold]{tally.credits:g}[/]",
+            f"creates sent [bold]{tally.creates}[/]",
+        )
+        return Group(self._progress, table, stats)
+
+    def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
+        """Failures and unknowns are printed above the display; the rest only counted."""
+        if kind in {"failed", "unknown"}:
+            self.console.print(f"[red]{kind}[/] {_describe(record)}: {detail or ''}", markup=True)
+        self.refresh()
+
+    def note(self, message: str) -> None:
+        """Printed above the display."""
+        self.console.print(message, markup=False)
+
+    def refresh(self) -> None:
+        """Redraw with the new counts."""
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def start(self, lines: Sequence[str]) -> None:
+        """Lines shown before the run."""
+        for line in lines:
+            self.console.print(line, markup=False)
+
+    def finish(self, summary: Summary) -> None:
+        """The summary, in a panel."""
+        from rich.panel import Panel  # noqa: PLC0415
+
+        style = "green" if summary.exit_status == 0 else "yellow"
+        body = "\n".join(summary.lines())
+        self.console.print(Panel(body, title="akool-async summary", border_style=style))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Show the live display while the block runs."""
+        from rich.live import Live  # noqa: PLC0415
+
+        with Live(self._render(), console=self.console, refresh_per_second=4) as live:
+            self._live = live
+            try:
+                yield
+            finally:
+                live.update(self._render())
+                self._live = None
+
+
+def make_reporter(
+    tally: Tally, *, json_lines: bool, title: str
+) -> PlainReporter | JsonReporter | RichReporter:
+    """JSON lines when asked, a live display on a terminal, plain lines otherwise."""
+    if json_lines:
+        return JsonReporter(tally)
+    if sys.stdout.isatty():
+        return RichReporter(tally, title)
+    return PlainReporter(tally)
+
+
+def _progress_text(tally: Tally) -> str:
+    counts = ", ".join(
+        f"{state} {tally.states.get(state, 0)}" for state in _STATES if tally.states.get(state)
+    )
+    eta = tally.eta()
+    eta_text = f", ETA {eta:.0f} s" if eta is not None else ""
+    return (
+        f"progress: {tally.finished}/{tally.todo} done ({counts}); "
+        f"{tally.rate() * 60:.1f} tasks/min, {tally.files} files, "
+        f"{tally.credits:g} credits{eta_text}"
+    )

@@ -1,0 +1,304 @@
+"""Prompt files (.txt, .jsonl, .csv) read into checked rows, and the tasks a batch plans for them.
+
+Everything here runs before the first request: a file that cannot be read, or any row that Akool
+would refuse, is a usage error that names the line and what is allowed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import pathlib
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from akool_async._errors import InvalidInput
+from akool_async._journal import PlannedTask, TaskKind
+from akool_async._models import Scale
+from akool_async._validate import check_prompt, check_scale, check_url
+
+__all__ = [
+    "MAX_REPORTED",
+    "Row",
+    "UsageError",
+    "parse_quadrants",
+    "plan_tasks",
+    "read_rows",
+    "slug",
+]
+
+SUFFIXES: Final = (".txt", ".jsonl", ".csv")
+MAX_REPORTED: Final = 10
+_FIELDS: Final = ("prompt", "scale", "source_image")
+_SLUG_CHARS: Final = 40
+_SCALES: Final = ", ".join(scale.value for scale in Scale)
+
+
+class UsageError(Exception):
+    """Bad input on the command line or in a file: reported, exit status 2, nothing sent."""
+
+
+@attrs.frozen(kw_only=True)
+class Row:
+    """One prompt of a batch, checked.
+
+    Attributes:
+        number: Its 1-based position among the file's prompts.
+        line: The file line it came from, for messages.
+        prompt: What to draw.
+        scale: Its aspect ratio.
+        source_image: A source image URL, for image-to-image.
+    """
+
+    number: int
+    line: int
+    prompt: str
+    scale: Scale
+    source_image: str | None = None
+
+
+def read_rows(path: pathlib.Path, *, default_scale: Scale) -> list[Row]:
+    """Read and check every row of a prompt file. Blocking (call it from a worker thread).
+
+    Raises:
+        UsageError: The file is missing, unreadable, of an unknown kind, empty, or has rows
+            Akool would refuse (up to `MAX_REPORTED` are listed).
+    """
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UsageError(
+            f"{path}: unknown kind of prompt file {suffix or '(no suffix)'!r}; use .txt (one "
+            "prompt per line), .jsonl (one JSON object per line) or .csv (columns prompt, "
+            "scale, source_image)"
+        )
+    text = _read_text(path)
+    if suffix == ".txt":
+        raw = _txt_rows(text)
+    elif suffix == ".jsonl":
+        raw = _jsonl_rows(path, text)
+    else:
+        raw = _csv_rows(path, text)
+    rows: list[Row] = []
+    problems: list[str] = []
+    for line, fields in raw:
+        try:
+            rows.append(_check(len(rows) + 1, line, fields, default_scale))
+        except InvalidInput as error:
+            problems.append(f"{path}, line {line}: {error}")
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = len(problems) - len(shown)
+        if more:
+            shown.append(f"... and {more} more")
+        raise UsageError(
+            f"{path} has {len(problems)} bad row(s); nothing was sent:\n  " + "\n  ".join(shown)
+        )
+    if not rows:
+        raise UsageError(f"{path} has no prompts: nothing to generate")
+    return rows
+
+
+def _read_text(path: pathlib.Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder: pass a .txt, .jsonl or .csv file") from None
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it ({error.strerror or error})") from None
+    try:
+        # utf-8-sig: spreadsheet programs start their CSV files with a byte order mark.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte {error.start} cannot be read): save it as UTF-8"
+        ) from None
+
+
+def _txt_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
+    # Blank lines and lines starting with '#' are skipped; the rest are prompts, verbatim.
+    return [
+        (number, {"prompt": line.strip()})
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _jsonl_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{path}, line {number}: not JSON ({error.msg})") from None
+        if isinstance(value, str):
+            value = {"prompt": value}
+        if not isinstance(value, dict):
+            raise UsageError(
+                f"{path}, line {number}: expected an object such as "
+                '{"prompt": "a red fox", "scale": "16:9"} (got '
+                f"{type(value).__name__})"
+            )
+        fields: dict[str, Any] = value  # pyright: ignore[reportUnknownVariableType]
+        unknown = sorted(set(fields) - set(_FIELDS))
+        if unknown:
+            raise UsageError(
+                f"{path}, line {number}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(_FIELDS)}"
+            )
+        rows.append((number, fields))
+    return rows
+
+
+def _csv_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        table = list(reader)
+    except csv.Error as error:
+        raise UsageError(f"{path} is not readable CSV ({error})") from None
+    if not table:
+        raise UsageError(f"{path} has no prompts: nothing to generate")
+    header = [name.strip().lower() for name in table[0]]
+    if "prompt" not in header:
+        raise UsageError(
+            f"{path}: the first line must name the columns, with at least 'prompt' "
+            f"(allowed: {', '.join(_FIELDS)}); found {', '.join(map(repr, table[0])) or 'nothing'}"
+        )
+    duplicated = sorted(name for name, count in Counter(header).items() if count > 1 and name)
+    if duplicated:
+        raise UsageError(f"{path}: column(s) {', '.join(duplicated)} appear more than once")
+    columns = {name: index for index, name in enumerate(header) if name in _FIELDS}
+    rows: list[tuple[int, dict[str, Any]]] = []
+    # csv.reader counts physical lines, so a quoted prompt spanning lines keeps its real number.
+    for number, record in enumerate(table[1:], start=2):
+        if not any(cell.strip() for cell in record):
+            continue
+        if len(record) > len(header):
+            raise UsageError(
+                f"{path}, line {number}: {len(record)} cells for {len(header)} columns"
+            )
+        fields = {
+            name: record[index].strip()
+            for name, index in columns.items()
+            if index < len(record) and record[index].strip()
+        }
+        rows.append((number, fields))
+    return rows
+
+
+def _check(number: int, line: int, fields: dict[str, Any], default_scale: Scale) -> Row:
+    prompt = fields.get("prompt")
+    if prompt is None:
+        raise InvalidInput("no prompt: every row needs one")
+    prompt = check_prompt(prompt).strip()
+    scale_value = fields.get("scale")
+    if scale_value is None or scale_value == "":
+        scale = default_scale
+    else:
+        try:
+            scale = check_scale(scale_value)
+        except InvalidInput:
+            raise InvalidInput(f"scale {scale_value!r} is not one of {_SCALES}") from None
+    source = fields.get("source_image")
+    if source is not None and source != "":
+        source = check_url("source_image", source)
+    else:
+        source = None
+    return Row(number=number, line=line, prompt=prompt, scale=scale, source_image=source)
+
+
+def parse_quadrants(option: str, text: str) -> tuple[int, ...]:
+    """``"1,3"`` -> ``(1, 3)``; ``"all"`` -> ``(1, 2, 3, 4)``; ``""`` or ``"none"`` -> ``()``.
+
+    Raises:
+        UsageError: Anything else, naming the option and what it takes.
+    """
+    value = text.strip().lower()
+    if value in {"", "none"}:
+        return ()
+    if value == "all":
+        return (1, 2, 3, 4)
+    chosen: list[int] = []
+    for part in value.split(","):
+        part = part.strip().removeprefix("u").removeprefix("v")  # noqa: PLW2901 - normalising
+        if part not in {"1", "2", "3", "4"}:
+            raise UsageError(
+                f"{option} takes quadrant numbers 1 to 4 separated by commas (1 top left, 2 top "
+                f"right, 3 bottom left, 4 bottom right), or 'all'; got {text!r}"
+            )
+        if int(part) not in chosen:
+            chosen.append(int(part))
+    return tuple(sorted(chosen))
+
+
+def slug(prompt: str) -> str:
+    """A short file-name part from a prompt: ASCII letters, digits and dashes, safe everywhere."""
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode("ascii")
+    words = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    cut = words[:_SLUG_CHARS].rstrip("-")
+    return cut or "image"
+
+
+def row_key(row: Row, occurrence: int) -> str:
+    """A row's identity across runs: its content, and which copy of that content it is."""
+    content = json.dumps([row.prompt, row.scale.value, row.source_image])
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:20]
+    return f"{digest}.{occurrence}"
+
+
+def plan_tasks(
+    rows: Sequence[Row],
+    *,
+    upscale: Iterable[int],
+    vary: Iterable[int],
+    stem: str | None = None,
+) -> list[PlannedTask]:
+    """The tasks for ``rows``: each row's grid, then its follow-up buttons.
+
+    File stems are the row number (zero-padded, at least four digits) and a slug of the prompt,
+    e.g. ``0007-a-red-fox-in-snow``; ``stem`` replaces that for a one-row run.
+    """
+    upscale, vary = tuple(upscale), tuple(vary)
+    width = max(4, len(str(len(rows))))
+    seen: Counter[str] = Counter()
+    tasks: list[PlannedTask] = []
+    for row in rows:
+        content = row_key(row, 0).partition(".")[0]
+        occurrence = seen[content]
+        seen[content] += 1
+        key = row_key(row, occurrence)
+        base = stem if stem is not None else f"{row.number:0{width}d}-{slug(row.prompt)}"
+        common = {
+            "row": row.number,
+            "prompt": row.prompt,
+            "scale": row.scale.value,
+            "source_image": row.source_image,
+        }
+        tasks.append(PlannedTask(key=key, kind=TaskKind.GRID, stem=base, **common))
+        for kind, letter, numbers in (
+            (TaskKind.UPSCALE, "U", upscale),
+            (TaskKind.VARIATION, "V", vary),
+        ):
+            for number in numbers:
+                button = f"{letter}{number}"
+                tasks.append(
+                    PlannedTask(
+                        key=f"{key}/{button}",
+                        kind=kind,
+                        parent_key=key,
+                        button=button,
+                        stem=f"{base}-{button}",
+                        **common,
+                    )
+                )
+    return tasks
