@@ -29,7 +29,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -51,6 +51,10 @@ __all__ = [
 
 JOURNAL_NAME: Final = ".akool-journal.sqlite3"
 SCHEMA_VERSION: Final = 1
+_LOST_ANSWER: Final = (
+    "the run that sent this create ended before its answer was recorded: it may or may not "
+    "have reached Akool"
+)
 _T = TypeVar("_T")
 
 _SCHEMA: Final = """
@@ -195,7 +199,7 @@ _COLUMNS: Final = (
 
 def _record(row: Sequence[Any]) -> TaskRecord:
     (key, kind, number, prompt, scale, source, parent, button, stem, state, job_id, error, info,
-     credits, sent, retryable, in_plan, position) = row  # fmt: skip
+     cost, sent, retryable, in_plan, position) = row  # fmt: skip
     return TaskRecord(
         key=key,
         kind=TaskKind(kind),
@@ -210,7 +214,7 @@ def _record(row: Sequence[Any]) -> TaskRecord:
         job_id=job_id,
         error=error,
         info=json.loads(info) if info is not None else None,
-        credits=credits,
+        credits=cost,
         creates_sent=sent,
         retryable=bool(retryable),
         in_plan=bool(in_plan),
@@ -261,7 +265,7 @@ class Journal:
         """Close the file; every change was already committed."""
         await self._run(self._db.close)
 
-    async def __aenter__(self) -> Journal:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -284,7 +288,13 @@ class Journal:
     async def resubmit(self, key: str) -> TaskRecord:
         """Make an unknown (or retryable failed) task pending again, so it is created anew."""
         return await self._update(
-            key, state=TaskState.PENDING, job_id=None, info=None, credits=None, error=None, retryable=0
+            key,
+            state=TaskState.PENDING,
+            job_id=None,
+            info=None,
+            credits=None,
+            error=None,
+            retryable=0,
         )
 
     # -- the create protocol ---------------------------------------------------------------------
@@ -305,18 +315,18 @@ class Journal:
         """The create provably made no job (Akool refused it, or it never left): retry next run."""
         return await self._update(key, state=TaskState.FAILED, error=error, retryable=1)
 
-    async def completed(self, key: str, info: dict[str, Any], credits: float | None) -> TaskRecord:
+    async def completed(self, key: str, info: dict[str, Any], cost: float | None) -> TaskRecord:
         """The job finished with a result; ``info`` is its final description (wire form)."""
         return await self._update(
             key,
             state=TaskState.COMPLETED,
             info=json.dumps(info, sort_keys=True),
-            credits=credits,
+            credits=cost,
             error=None,
         )
 
     async def failed(
-        self, key: str, error: str, info: dict[str, Any] | None, credits: float | None
+        self, key: str, error: str, info: dict[str, Any] | None, cost: float | None
     ) -> TaskRecord:
         """The job ended failed (Akool said so, or it vanished): final, not retried."""
         return await self._update(
@@ -324,7 +334,7 @@ class Journal:
             state=TaskState.FAILED,
             error=error,
             info=json.dumps(info, sort_keys=True) if info is not None else None,
-            credits=credits,
+            credits=cost,
             retryable=0,
         )
 
@@ -408,15 +418,12 @@ class Journal:
             ]
             self._db.execute(
                 "UPDATE tasks SET state = ?, error = ? WHERE state = ?",
-                (
-                    TaskState.UNKNOWN.value,
-                    "the run that sent this create ended before its answer was recorded: it may "
-                    "or may not have reached Akool",
-                    TaskState.INTENT.value,
-                ),
+                (TaskState.UNKNOWN.value, _LOST_ANSWER, TaskState.INTENT.value),
             )
             self._db.execute("UPDATE tasks SET in_plan = 0")
-            (position,) = self._db.execute("SELECT COALESCE(MAX(position), 0) FROM tasks").fetchone()
+            (position,) = self._db.execute(
+                "SELECT COALESCE(MAX(position), 0) FROM tasks"
+            ).fetchone()
             for task in planned:
                 changed = self._db.execute(
                     "UPDATE tasks SET row = ?, in_plan = 1 WHERE key = ?", (task.row, task.key)

@@ -5,6 +5,7 @@ Run ``akool-async --help``, or ``akool-async demo`` to try it against the embedd
 
 from __future__ import annotations
 
-from ._app import build_parser, main
+from ._app import main
+from ._args import build_parser
 
 __all__ = ["build_parser", "main"]

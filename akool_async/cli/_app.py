@@ -6,24 +6,25 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import pathlib
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
+import attrs
 import httpx
 
 from akool_async._errors import AkoolError, InvalidInput, JobFailed, MissingCredentials
-from akool_async._journal import JOURNAL_NAME, Journal, JournalError, SyncReport, TaskState
+from akool_async._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
 from akool_async._models import ImageInfo, Scale
 from akool_async._polling import PollPolicy
 from akool_async._session import AkoolSession
 
+from ._args import PROG, build_parser
 from ._batch import (
     MANIFEST_NAME,
     BatchAborted,
@@ -38,12 +39,10 @@ from ._rows import Row, UsageError, parse_quadrants, plan_tasks, read_rows, slug
 
 __all__ = ["main"]
 
-PROG: Final = "akool-async"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
-DEFAULT_TIME_SCALE: Final = 0.02  # a 46 s grid takes about a second
 # The emulator's mean grid duration (queue + render + quadrants) at time scale 1.
 _EMULATOR_GRID_SECONDS: Final = 46.0
 IN_PROCESS_ENDPOINT: Final = "in-process emulator"
@@ -68,189 +67,6 @@ _NO_CREDENTIALS: Final = (
 logger = logging.getLogger("akool_async")
 
 
-# -- arguments -----------------------------------------------------------------------------------
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number greater than 0 (got {text!r})") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0 (got {text})")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
-    return value
-
-
-def _quadrant(text: str) -> int:
-    if text not in {"1", "2", "3", "4"}:
-        raise argparse.ArgumentTypeError(
-            f"must be 1, 2, 3 or 4 (1 top left, 2 top right, 3 bottom left, 4 bottom right); "
-            f"got {text!r}"
-        )
-    return int(text)
-
-
-def _scale(text: str) -> Scale:
-    try:
-        return Scale(text.strip())
-    except ValueError:
-        allowed = ", ".join(scale.value for scale in Scale)
-        raise argparse.ArgumentTypeError(f"must be one of {allowed} (got {text!r})") from None
-
-
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("connection (defaults from AKOOL_* environment variables)")
-    group.add_argument("--api-key", help="Akool API key (default $AKOOL_API_KEY)")
-    group.add_argument("--token", help="a bearer token (default $AKOOL_TOKEN)")
-    group.add_argument("--client-id", help="client id, with --client-secret")
-    group.add_argument(
-        "--client-secret", help="client secret (prefer $AKOOL_CLIENT_SECRET: flags show in ps)"
-    )
-    group.add_argument("--base-url", help="API root (default $AKOOL_BASE_URL or Akool's)")
-    group.add_argument(
-        "--emulator",
-        action="store_true",
-        help="run against the embedded Akool emulator: no account, no network, no credits",
-    )
-    group.add_argument(
-        "--time-scale",
-        type=_positive_float,
-        default=DEFAULT_TIME_SCALE,
-        help="with --emulator: multiplies Akool's job durations (%(default)s: a grid in ~1 s)",
-    )
-    group.add_argument(
-        "--seed", type=int, default=0, help="with --emulator: fixes ids, timings and images"
-    )
-    polling = common.add_argument_group("polling")
-    polling.add_argument(
-        "--expected-duration",
-        type=_positive_float,
-        help="seconds a grid job is expected to take (default 45; scaled with --emulator)",
-    )
-    polling.add_argument(
-        "--target-lag",
-        type=_positive_float,
-        help="seconds by which 95%% of finished jobs should be noticed (default 2.75)",
-    )
-    output = common.add_argument_group("output")
-    output.add_argument(
-        "--json", action="store_true", help="machine-readable JSON lines on standard output"
-    )
-    output.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log requests and retries (-vv: more)"
-    )
-    return common
-
-
-def _follow_up_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--upscale",
-        default="",
-        metavar="N,N|all",
-        help="press U<N> on each finished grid: 4K upscales of those quadrants",
-    )
-    parser.add_argument(
-        "--vary", default="", metavar="N,N|all", help="press V<N> on each finished grid"
-    )
-    parser.add_argument(
-        "--quadrants",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also download each grid's four quadrant images (default: yes)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``akool-async`` argument parser."""
-    common = _common()
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Generate, upscale and vary images with Akool, in batches that resume after a crash "
-            "and never pay twice for a job. Add --emulator to any command to try it without an "
-            "account."
-        ),
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    generate = commands.add_parser(
-        "generate", parents=[common], help="one prompt, its follow-ups, downloaded"
-    )
-    generate.add_argument("prompt", help="what to draw")
-    generate.add_argument("--scale", type=_scale, default=Scale.RATIO_1_1, help="aspect ratio")
-    generate.add_argument("--source-image", help="URL of an image to start from")
-    generate.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="folder (.)")
-    _follow_up_options(generate)
-
-    batch = commands.add_parser(
-        "batch", parents=[common], help="every prompt of a file; resumable"
-    )
-    batch.add_argument("file", type=pathlib.Path, help=".txt, .jsonl or .csv prompt file")
-    batch.add_argument(
-        "--out",
-        type=pathlib.Path,
-        required=True,
-        help="folder for the images, manifest.jsonl and the journal",
-    )
-    batch.add_argument(
-        "--scale",
-        type=_scale,
-        default=Scale.RATIO_1_1,
-        help="aspect ratio of rows that give none (%(default)s)",
-    )
-    batch.add_argument(
-        "--concurrency", type=_positive_int, default=32, help="rows in flight (%(default)s)"
-    )
-    batch.add_argument(
-        "--resubmit-unknown",
-        action="store_true",
-        help="create again the rows whose earlier create may or may not have reached Akool",
-    )
-    _follow_up_options(batch)
-
-    status = commands.add_parser("status", parents=[common], help="one job's state, one request")
-    status.add_argument("id", help="the job's id")
-
-    wait = commands.add_parser("wait", parents=[common], help="wait for a job to finish")
-    wait.add_argument("id", help="the job's id")
-    wait.add_argument("--timeout", type=_positive_float, help="give up after this many seconds")
-    wait.add_argument("--out", type=pathlib.Path, help="also download the result into this folder")
-
-    for name, verb in (("upscale", "U"), ("vary", "V")):
-        press = commands.add_parser(
-            name, parents=[common], help=f"press {verb}N on a finished grid and download it"
-        )
-        press.add_argument("id", help="the grid job's id")
-        press.add_argument("n", type=_quadrant, help="the quadrant: 1 to 4")
-        press.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="folder (.)")
-
-    commands.add_parser("credit", parents=[common], help="the account's credit balance")
-
-    emulator = commands.add_parser("emulator", help="serve the Akool emulator on a local port")
-    from akool_async.testing.__main__ import add_arguments  # noqa: PLC0415 - the emulator extra
-
-    add_arguments(emulator)
-
-    demo = commands.add_parser(
-        "demo",
-        parents=[common],
-        help="a short batch against the embedded emulator (no account needed)",
-    )
-    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("akool-demo"))
-    return parser
-
-
 # -- sessions ------------------------------------------------------------------------------------
 
 
@@ -260,13 +76,12 @@ def _poll_policy(options: argparse.Namespace, *, emulated: bool) -> PollPolicy:
     if emulated:
         expected = expected or _EMULATOR_GRID_SECONDS * options.time_scale
         lag = lag or max(2.75 * options.time_scale, 0.1)
-    policy: dict[str, float] = {}
+    policy = PollPolicy()
     if expected is not None:
-        policy["expected_duration"] = expected
+        policy = attrs.evolve(policy, expected_duration=expected)
     if lag is not None:
-        policy["target_lag"] = lag
-        policy["min_interval"] = min(0.25, lag)
-    return PollPolicy(**policy)
+        policy = attrs.evolve(policy, target_lag=lag, min_interval=min(policy.min_interval, lag))
+    return policy
 
 
 async def _build_session(
@@ -302,7 +117,7 @@ async def _build_session(
 
 
 @contextlib.asynccontextmanager
-async def open_session(options: argparse.Namespace) -> AsyncIterator[AkoolSession]:
+async def open_session(options: argparse.Namespace) -> AsyncGenerator[AkoolSession]:
     """An open session for a single-job command."""
     async with contextlib.AsyncExitStack() as stack:
         session, _ = await _build_session(options, stack)
@@ -341,7 +156,7 @@ async def _check_out(out: pathlib.Path) -> None:
         raise UsageError(f"--out {out} is a file, not a folder: choose a folder for the results")
 
 
-async def _run_batch(  # noqa: C901, PLR0912, PLR0915 - the batch command's whole flow, in order
+async def _run_batch(  # noqa: C901, PLR0915 - the batch command's whole flow, in order
     options: argparse.Namespace,
     rows: list[Row],
     *,
@@ -414,9 +229,9 @@ async def _run_batch(  # noqa: C901, PLR0912, PLR0915 - the batch command's whol
                 tally,
                 lines,
                 report.removed,
-                balance_before,
-                balance_after,
-                out / MANIFEST_NAME if journal_path is not None else None,
+                before=balance_before,
+                after=balance_after,
+                manifest=out / MANIFEST_NAME if journal_path is not None else None,
             )
             reporter.finish(summary)
             if aborted is not None:
@@ -485,6 +300,7 @@ def _summarise(
     tally: Tally,
     lines: list[dict[str, Any]],
     removed: tuple[str, ...],
+    *,
     before: float | None,
     after: float | None,
     manifest: pathlib.Path | None,
@@ -637,9 +453,7 @@ async def cmd_wait(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _save(
-    session: AkoolSession, info: ImageInfo, out: pathlib.Path
-) -> list[dict[str, Any]]:
+async def _save(session: AkoolSession, info: ImageInfo, out: pathlib.Path) -> list[dict[str, Any]]:
     """Download a finished job's image (and a grid's quadrants) into ``out``, named by its id."""
     await anyio.Path(out).mkdir(parents=True, exist_ok=True)
     wanted: list[tuple[str, str]] = []
@@ -657,19 +471,24 @@ async def _save(
 
 
 async def _press(options: argparse.Namespace, verb: str) -> int:
-    if options.out is not None:
-        await _check_out(options.out)
+    out: pathlib.Path = options.out
+    await _check_out(out)
     async with open_session(options) as session:
         parent = session.job(options.id)
         child = await (parent.upscale(options.n) if verb == "U" else parent.vary(options.n))
         # The id first, so that an interrupted wait can be resumed with `akool-async wait ID`.
         _emit(
             options,
-            {"event": "created", "job_id": child.id, "parent_id": parent.id, "button": f"{verb}{options.n}"},
+            {
+                "event": "created",
+                "job_id": child.id,
+                "parent_id": parent.id,
+                "button": f"{verb}{options.n}",
+            },
             [f"pressed {verb}{options.n} on {parent.id}: job {child.id}"],
         )
         info = await child.wait()
-        files = await _save(session, info, options.out)
+        files = await _save(session, info, out)
     _emit(
         options,
         {"event": "completed", "job": info.to_wire(), "files": files},
@@ -708,7 +527,7 @@ _COMMANDS: Final = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one status per outcome
     """Run ``akool-async``; returns the exit status (0 done, 1 failed or unknown, 2 usage)."""
     parser = build_parser()
     options = parser.parse_args(argv)

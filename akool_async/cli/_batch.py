@@ -1,4 +1,4 @@
-"""The batch runner: journal-driven create -> wait -> follow-ups -> download, resumable at any point.
+"""The batch runner: create -> wait -> follow-ups -> download, journaled, resumable at any point.
 
 Every paid create goes intent (committed) -> request -> id (committed), so a run killed at any
 instant never loses a job id it received and never sends a create twice on its own. A re-run
@@ -17,9 +17,9 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -60,6 +60,8 @@ __all__ = [
     "write_manifest",
 ]
 
+_T = TypeVar("_T")
+
 MANIFEST_NAME: Final = "manifest.jsonl"
 _MANIFEST_EVERY: Final = 2.0  # seconds between manifest rewrites while a batch runs
 _QUADRANTS: Final = ("q1", "q2", "q3", "q4")
@@ -71,7 +73,13 @@ _HASH_CHUNK: Final = 1 << 20
 _FATAL: Final = (AuthenticationError, AccountBanned, InsufficientCredit, PaymentRequired,
                  PermissionDenied)  # fmt: skip
 # Refusals of this create in particular, which repeating it would not change.
-_FINAL: Final = (ParameterError, OperationNotAllowed, ContentNotFound, GenerationError, InvalidInput)
+_FINAL: Final = (
+    ParameterError,
+    OperationNotAllowed,
+    ContentNotFound,
+    GenerationError,
+    InvalidInput,
+)
 
 
 class BatchAborted(AkoolError):
@@ -105,7 +113,7 @@ class Tally:
 
     tasks: int = 0
     todo: int = 0
-    states: Counter[str] = attrs.field(factory=Counter)
+    states: Counter[str] = attrs.field(factory=Counter[str])
     files: int = 0
     bytes: int = 0
     credits: float = 0.0
@@ -189,9 +197,7 @@ class BatchRunner:
         """
         await anyio.to_thread.run_sync(_remove_part_files, self.options.out)
         planned = set(self._planned)
-        recorded = [
-            output for (key, _), output in self.journal.outputs.items() if key in planned
-        ]
+        recorded = [output for (key, _), output in self.journal.outputs.items() if key in planned]
         broken = await anyio.to_thread.run_sync(_broken_outputs, self.options.out, recorded)
         for output, reason in broken:
             await self.journal.forget_output(output.task_key, output.name)
@@ -218,7 +224,9 @@ class BatchRunner:
             lost = record.state in {TaskState.CREATED, TaskState.UNKNOWN, TaskState.INTENT}
             if record.state is TaskState.COMPLETED and self._needs_work(key):
                 lost = True
-                for output in [out for (task, _), out in self.journal.outputs.items() if task == key]:
+                for output in [
+                    out for (task, _), out in self.journal.outputs.items() if task == key
+                ]:
                     await self.journal.forget_output(key, output.name)
             if lost:
                 await self.journal.resubmit(key)
@@ -364,8 +372,8 @@ class BatchRunner:
             updated = await self.journal.refused(key, str(error))
             self._finish(updated, "failed", f"{error} (not created: the next run tries again)")
             return updated
-        with anyio.CancelScope(shield=True):
-            updated = await self.journal.created(key, info.id)
+        # Shielded: once Akool has answered, the id is recorded even if the run is being stopped.
+        updated = await _shielded(self.journal.created(key, info.id))
         self.tally.creates += 1
         self._move(updated, "running")
         self.reporter.event("created", updated, info.id)
@@ -417,7 +425,9 @@ class BatchRunner:
         else:
             self._finish(record, "completed", None)
 
-    async def _download(self, record: TaskRecord, info: ImageInfo, name: str, url: str | None) -> None:
+    async def _download(
+        self, record: TaskRecord, info: ImageInfo, name: str, url: str | None
+    ) -> None:
         file = _file_name(record, name, url)
         self._download_errors.pop((record.key, name), None)
         if url is None:
@@ -479,7 +489,7 @@ class BatchRunner:
         if record.state is TaskState.COMPLETED and not self._needs_work(key):
             return "completed"
         if record.state in {TaskState.FAILED, TaskState.UNKNOWN} and not self._needs_work(key):
-            return record.state.value
+            return str(record.state.value)
         return "queued"
 
     def _move(self, record: TaskRecord, state: str) -> None:
@@ -499,6 +509,13 @@ class BatchRunner:
     def _spent(self, info: ImageInfo) -> None:
         if info.deduction_credit is not None:
             self.tally.credits += info.deduction_credit
+
+
+async def _shielded(step: Awaitable[_T]) -> _T:
+    with anyio.CancelScope(shield=True):
+        return await step
+    # A shielded scope swallows nothing; type checkers cannot tell that its __exit__ never does.
+    raise AssertionError  # pragma: no cover
 
 
 # -- files ---------------------------------------------------------------------------------------

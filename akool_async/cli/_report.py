@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TextIO
 
@@ -141,7 +141,7 @@ class PlainReporter:
         self._stream.flush()
 
     @contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self) -> Generator[None]:
         """Nothing to set up for plain lines."""
         yield
 
@@ -193,7 +193,7 @@ class JsonReporter:
         self._emit(summary.as_json())
 
     @contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self) -> Generator[None]:
         """Nothing to set up for JSON lines."""
         yield
 
@@ -236,7 +236,7 @@ class RichReporter:
         tally = self.tally
         self._progress.update(self._task, completed=tally.finished, total=max(tally.todo, 1))
         table = Table.grid(padding=(0, 2))
-        for state in _STATES:
+        for _ in _STATES:
             table.add_column(justify="right")
         table.add_row(*(f"[dim]{state}[/]" for state in _STATES))
         table.add_row(*(str(tally.states.get(state, 0)) for state in _STATES))
@@ -278,7 +278,7 @@ class RichReporter:
         self.console.print(Panel(body, title="akool-async summary", border_style=style))
 
     @contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self) -> Generator[None]:
         """Show the live display while the block runs."""
         from rich.live import Live  # noqa: PLC0415
 

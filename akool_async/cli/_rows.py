@@ -210,10 +210,7 @@ def _check(number: int, line: int, fields: dict[str, Any], default_scale: Scale)
         except InvalidInput:
             raise InvalidInput(f"scale {scale_value!r} is not one of {_SCALES}") from None
     source = fields.get("source_image")
-    if source is not None and source != "":
-        source = check_url("source_image", source)
-    else:
-        source = None
+    source = check_url("source_image", source) if source not in {None, ""} else None
     return Row(number=number, line=line, prompt=prompt, scale=scale, source_image=source)
 
 
@@ -278,13 +275,16 @@ def plan_tasks(
         seen[content] += 1
         key = row_key(row, occurrence)
         base = stem if stem is not None else f"{row.number:0{width}d}-{slug(row.prompt)}"
-        common = {
-            "row": row.number,
-            "prompt": row.prompt,
-            "scale": row.scale.value,
-            "source_image": row.source_image,
-        }
-        tasks.append(PlannedTask(key=key, kind=TaskKind.GRID, stem=base, **common))
+        grid = PlannedTask(
+            key=key,
+            kind=TaskKind.GRID,
+            row=row.number,
+            prompt=row.prompt,
+            scale=row.scale.value,
+            source_image=row.source_image,
+            stem=base,
+        )
+        tasks.append(grid)
         for kind, letter, numbers in (
             (TaskKind.UPSCALE, "U", upscale),
             (TaskKind.VARIATION, "V", vary),
@@ -292,13 +292,13 @@ def plan_tasks(
             for number in numbers:
                 button = f"{letter}{number}"
                 tasks.append(
-                    PlannedTask(
+                    attrs.evolve(
+                        grid,
                         key=f"{key}/{button}",
                         kind=kind,
                         parent_key=key,
                         button=button,
                         stem=f"{base}-{button}",
-                        **common,
                     )
                 )
     return tasks
