@@ -57,13 +57,17 @@ def _scale(text: str) -> Scale:
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection (defaults from AKOOL_* environment variables)")
-    group.add_argument("--api-key", help="Akool API key (default $AKOOL_API_KEY)")
-    group.add_argument("--token", help="a bearer token (default $AKOOL_TOKEN)")
-    group.add_argument("--client-id", help="client id, with --client-secret")
+    group.add_argument("--api-key", metavar="KEY", help="Akool API key (default $AKOOL_API_KEY)")
+    group.add_argument("--token", metavar="TOKEN", help="a bearer token (default $AKOOL_TOKEN)")
+    group.add_argument("--client-id", metavar="ID", help="client id, with --client-secret")
     group.add_argument(
-        "--client-secret", help="client secret (prefer $AKOOL_CLIENT_SECRET: flags show in ps)"
+        "--client-secret",
+        metavar="SECRET",
+        help="client secret (prefer $AKOOL_CLIENT_SECRET: flags show in ps)",
     )
-    group.add_argument("--base-url", help="API root (default $AKOOL_BASE_URL or Akool's)")
+    group.add_argument(
+        "--base-url", metavar="URL", help="API root (default $AKOOL_BASE_URL or Akool's)"
+    )
     group.add_argument(
         "--emulator",
         action="store_true",
@@ -72,21 +76,28 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument(
         "--time-scale",
         type=_positive_float,
+        metavar="FACTOR",
         default=DEFAULT_TIME_SCALE,
         help="with --emulator: multiplies Akool's job durations (%(default)s: a grid in ~1 s)",
     )
     group.add_argument(
-        "--seed", type=int, default=0, help="with --emulator: fixes ids, timings and images"
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --emulator: fixes ids, timings and images",
     )
     polling = common.add_argument_group("polling")
     polling.add_argument(
         "--expected-duration",
         type=_positive_float,
+        metavar="SECONDS",
         help="seconds a grid job is expected to take (default 45; scaled with --emulator)",
     )
     polling.add_argument(
         "--target-lag",
         type=_positive_float,
+        metavar="SECONDS",
         help="seconds by which 95%% of finished jobs should be noticed (default 2.75)",
     )
     output = common.add_argument_group("output")
@@ -134,9 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", parents=[common], help="one prompt, its follow-ups, downloaded"
     )
     generate.add_argument("prompt", help="what to draw")
-    generate.add_argument("--scale", type=_scale, default=Scale.RATIO_1_1, help="aspect ratio")
-    generate.add_argument("--source-image", help="URL of an image to start from")
-    generate.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="folder (.)")
+    generate.add_argument(
+        "--scale", metavar="RATIO", type=_scale, default=Scale.RATIO_1_1, help="aspect ratio"
+    )
+    generate.add_argument("--source-image", metavar="URL", help="URL of an image to start from")
+    generate.add_argument(
+        "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path(), help="folder (.)"
+    )
     _follow_up_options(generate)
 
     batch = commands.add_parser("batch", parents=[common], help="every prompt of a file; resumable")
@@ -144,17 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--out",
         type=pathlib.Path,
+        metavar="DIR",
         required=True,
         help="folder for the images, manifest.jsonl and the journal",
     )
     batch.add_argument(
         "--scale",
         type=_scale,
+        metavar="RATIO",
         default=Scale.RATIO_1_1,
         help="aspect ratio of rows that give none (%(default)s)",
     )
     batch.add_argument(
-        "--concurrency", type=_positive_int, default=32, help="rows in flight (%(default)s)"
+        "--concurrency",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="rows in flight (%(default)s)",
     )
     batch.add_argument(
         "--resubmit-unknown",
@@ -168,8 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     wait = commands.add_parser("wait", parents=[common], help="wait for a job to finish")
     wait.add_argument("id", help="the job's id")
-    wait.add_argument("--timeout", type=_positive_float, help="give up after this many seconds")
-    wait.add_argument("--out", type=pathlib.Path, help="also download the result into this folder")
+    wait.add_argument(
+        "--timeout", type=_positive_float, metavar="SECONDS", help="give up after this many seconds"
+    )
+    wait.add_argument(
+        "--out", metavar="DIR", type=pathlib.Path, help="also download the result into this folder"
+    )
 
     for name, verb in (("upscale", "U"), ("vary", "V")):
         press = commands.add_parser(
@@ -177,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         press.add_argument("id", help="the grid job's id")
         press.add_argument("n", type=_quadrant, help="the quadrant: 1 to 4")
-        press.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="folder (.)")
+        press.add_argument(
+            "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path(), help="folder (.)"
+        )
 
     commands.add_parser("credit", parents=[common], help="the account's credit balance")
 
@@ -191,5 +218,5 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="a short batch against the embedded emulator (no account needed)",
     )
-    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("akool-demo"))
+    demo.add_argument("--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path("akool-demo"))
     return parser
