@@ -31,7 +31,6 @@ from akool_async._errors import (
     AkoolError,
     AuthenticationError,
     ContentNotFound,
-    GenerationError,
     InsufficientCredit,
     InvalidInput,
     JobFailed,
@@ -72,14 +71,10 @@ _HASH_CHUNK: Final = 1 << 20
 # sending the same refused create for every row.
 _FATAL: Final = (AuthenticationError, AccountBanned, InsufficientCredit, PaymentRequired,
                  PermissionDenied)  # fmt: skip
-# Refusals of this create in particular, which repeating it would not change.
-_FINAL: Final = (
-    ParameterError,
-    OperationNotAllowed,
-    ContentNotFound,
-    GenerationError,
-    InvalidInput,
-)
+# Refusals of this create in particular, which repeating it would not change. Anything else
+# (1108 "try again later", a rate limit, a create that provably never left) made no job: the
+# next run tries again.
+_FINAL: Final = (ParameterError, OperationNotAllowed, ContentNotFound, InvalidInput)
 
 
 class BatchAborted(AkoolError):
