@@ -18,7 +18,13 @@ import anyio.to_thread
 import attrs
 import httpx
 
-from akool_async._errors import AkoolError, InvalidInput, JobFailed, MissingCredentials
+from akool_async._errors import (
+    AkoolError,
+    InvalidInput,
+    JobFailed,
+    MissingCredentials,
+    WaitTimeout,
+)
 from akool_async._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
 from akool_async._models import ImageInfo, Scale
 from akool_async._polling import PollPolicy
@@ -220,8 +226,8 @@ async def _run_batch(  # noqa: C901, PLR0915 - the batch command's whole flow, i
                 try:
                     await runner.run(rows_to_run)
                 except BatchAborted as error:
+                    # The runner stops its rows itself and raises this one error, ungrouped.
                     aborted = error
-                    await runner.write_manifest()
             if rows_to_run:
                 balance_after = await _balance(session)
             lines = runner.manifest_lines()
@@ -547,6 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one statu
         return _fail(str(error), EXIT_USAGE)
     except JobFailed as error:
         return _fail(str(error), EXIT_FAILED)
+    except WaitTimeout as error:
+        return _fail(
+            f"job {error.job_id} did not finish within {error.timeout:g} s; it goes on at Akool: "
+            f"run `{PROG} wait {error.job_id}` to wait for it again",
+            EXIT_FAILED,
+        )
     except AkoolError as error:
         return _fail(str(error), EXIT_FAILED)
     except httpx.HTTPError as error:

@@ -175,6 +175,8 @@ class BatchRunner:
         self._download_errors: dict[tuple[str, str], _Failure] = {}
         self._written_at = 0.0
         self._shown: dict[str, str] = {}
+        self._stop: anyio.CancelScope | None = None
+        self._aborted: AkoolError | None = None
         children: dict[str, list[str]] = {}
         for key in self._planned:
             parent = journal.tasks[key].parent_key
@@ -251,12 +253,15 @@ class BatchRunner:
         async with anyio.create_task_group() as group:
             group.start_soon(self._keep_manifest)
             async with anyio.create_task_group() as row_group:
+                self._stop = row_group.cancel_scope
                 for key in rows:
                     slot = object()
                     await self._rows.acquire_on_behalf_of(slot)
                     row_group.start_soon(self._row, key, slot)
             group.cancel_scope.cancel()
         await self.write_manifest()
+        if self._aborted is not None:
+            raise BatchAborted(str(self._aborted)) from self._aborted
 
     async def _keep_manifest(self) -> None:
         while True:
@@ -355,17 +360,24 @@ class BatchRunner:
             self._finish(updated, "unknown", str(error))
             return updated
         except _FATAL as error:
-            updated = await self.journal.refused(key, str(error))
-            self._finish(updated, "failed", str(error))
-            raise BatchAborted(str(error)) from error
+            reason = f"{error} (not created: the batch stopped here; the next run goes on)"
+            updated = await self.journal.refused(key, reason)
+            self._finish(updated, "failed", reason)
+            # Every other create would be refused alike: stop them all, keep what is done.
+            if self._aborted is None:
+                self._aborted = error
+            if self._stop is not None:
+                self._stop.cancel()
+            return updated
         except _FINAL as error:
             updated = await self.journal.failed(key, str(error), None, None)
             self._finish(updated, "failed", str(error))
             return updated
         except AkoolError as error:
             # Provably not delivered (after retries) or refused for now: no job, no charge.
-            updated = await self.journal.refused(key, str(error))
-            self._finish(updated, "failed", f"{error} (not created: the next run tries again)")
+            reason = f"{error} (not created: the next run tries again)"
+            updated = await self.journal.refused(key, reason)
+            self._finish(updated, "failed", reason)
             return updated
         # Shielded: once Akool has answered, the id is recorded even if the run is being stopped.
         updated = await _shielded(self.journal.created(key, info.id))
