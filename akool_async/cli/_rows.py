@@ -116,25 +116,36 @@ def _read_text(path: pathlib.Path) -> str:
         raise UsageError(f"{path}: cannot read it ({error.strerror or error})") from None
     try:
         # utf-8-sig: spreadsheet programs start their CSV files with a byte order mark.
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise UsageError(
             f"{path} is not UTF-8 text (byte {error.start} cannot be read): save it as UTF-8"
         ) from None
+    if "\x00" in text:  # valid UTF-8, but binary (or UTF-16 without a byte order mark)
+        raise UsageError(
+            f"{path} is not a text file (NUL byte at byte {data.index(0)}): save it as UTF-8 text"
+        )
+    return text
+
+
+def _lines(text: str) -> list[str]:
+    # Only \n, \r\n and \r end lines, as in editors and csv: str.splitlines() would also split
+    # at U+2028, U+0085 or a form feed, which JSON strings and prompts may hold.
+    return re.split(r"\r\n|\r|\n", text)
 
 
 def _txt_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
     # Blank lines and lines starting with '#' are skipped; the rest are prompts, verbatim.
     return [
         (number, {"prompt": line.strip()})
-        for number, line in enumerate(text.splitlines(), start=1)
+        for number, line in enumerate(_lines(text), start=1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
 
 
 def _jsonl_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     rows: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -163,24 +174,29 @@ def _jsonl_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]
 def _csv_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     try:
         reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        table = list(reader)
+        # Each record with the physical line it starts on: a quoted cell may span lines.
+        table: list[tuple[int, list[str]]] = []
+        start = 1
+        for record in reader:
+            table.append((start, record))
+            start = reader.line_num + 1
     except csv.Error as error:
         raise UsageError(f"{path} is not readable CSV ({error})") from None
     if not table:
         raise UsageError(f"{path} has no prompts: nothing to generate")
-    header = [name.strip().lower() for name in table[0]]
+    names = table[0][1]
+    header = [name.strip().lower() for name in names]
     if "prompt" not in header:
         raise UsageError(
             f"{path}: the first line must name the columns, with at least 'prompt' "
-            f"(allowed: {', '.join(_FIELDS)}); found {', '.join(map(repr, table[0])) or 'nothing'}"
+            f"(allowed: {', '.join(_FIELDS)}); found {', '.join(map(repr, names)) or 'nothing'}"
         )
     duplicated = sorted(name for name, count in Counter(header).items() if count > 1 and name)
     if duplicated:
         raise UsageError(f"{path}: column(s) {', '.join(duplicated)} appear more than once")
     columns = {name: index for index, name in enumerate(header) if name in _FIELDS}
     rows: list[tuple[int, dict[str, Any]]] = []
-    # csv.reader counts physical lines, so a quoted prompt spanning lines keeps its real number.
-    for number, record in enumerate(table[1:], start=2):
+    for number, record in table[1:]:
         if not any(cell.strip() for cell in record):
             continue
         if len(record) > len(header):
