@@ -424,6 +424,9 @@ class Journal:
             (position,) = self._db.execute(
                 "SELECT COALESCE(MAX(position), 0) FROM tasks"
             ).fetchone()
+            stems: dict[str, str] = dict(self._db.execute("SELECT key, stem FROM tasks"))
+            used = {stem.casefold() for stem in stems.values()}
+            planned_stems = {task.key: task.stem for task in planned}
             for task in planned:
                 changed = self._db.execute(
                     "UPDATE tasks SET row = ?, in_plan = 1 WHERE key = ?", (task.row, task.key)
@@ -431,6 +434,9 @@ class Journal:
                 if changed:
                     kept.append(task.key)
                     continue
+                stem = _new_stem(task, stems, planned_stems, used)
+                stems[task.key] = stem
+                used.add(stem.casefold())
                 position += 1
                 self._db.execute(
                     "INSERT INTO tasks (key, kind, row, prompt, scale, source_image, parent_key, "
@@ -445,7 +451,7 @@ class Journal:
                         task.source_image,
                         task.parent_key,
                         task.button,
-                        task.stem,
+                        stem,
                         TaskState.PENDING.value,
                         position,
                         now,
@@ -475,6 +481,26 @@ class Journal:
                 "DELETE FROM outputs WHERE task_key = ? AND name = ?", (task_key, name)
             )
         self.outputs.pop((task_key, name), None)
+
+
+def _new_stem(
+    task: PlannedTask, stems: dict[str, str], planned: dict[str, str], used: set[str]
+) -> str:
+    """The stem a new task's files get: its planned one, unless an earlier task has it.
+
+    A follow-up takes its grid's stem as recorded, so a grid renamed here keeps its follow-ups
+    beside it. A grid whose stem is taken (a new row that got an old row's number and the same
+    slug) gets ``-2``, ``-3``, ...: two tasks never write the same file.
+    """
+    if task.parent_key is not None and task.parent_key in stems:
+        planned_parent = planned.get(task.parent_key, "")
+        if task.stem.startswith(planned_parent):
+            return stems[task.parent_key] + task.stem[len(planned_parent) :]
+    stem, number = task.stem, 1
+    while stem.casefold() in used:
+        number += 1
+        stem = f"{task.stem}-{number}"
+    return stem
 
 
 def _connect(path: pathlib.Path, endpoint: str) -> sqlite3.Connection:

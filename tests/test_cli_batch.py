@@ -7,8 +7,12 @@ The journal writes from worker threads, so these run in real time on a fast emul
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import pathlib
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 
 import akool_async as ak
 from akool_async._journal import JOURNAL_NAME, Journal, TaskState
+from akool_async.cli import main
 from akool_async.cli._batch import MANIFEST_NAME, BatchAborted, BatchOptions, BatchRunner
 from akool_async.cli._rows import Row, plan_tasks
 from akool_async.testing import AkoolEmulator, Faults
@@ -119,7 +124,7 @@ async def test_a_refusal_for_the_whole_account_stops_the_batch_and_the_next_run_
             task.retryable for task in journal.tasks.values() if task.state.value == "failed"
         )
     emulator.credit = 100
-    events, journal, manifest = await run(emulator, tmp_path, batch)
+    _events, journal, manifest = await run(emulator, tmp_path, batch)
 
     assert [1, 1, 1] == [emulator.creates_for(prompt) for prompt in ("one", "two", "three")]
     assert {"completed"} == {line["status"] for line in manifest}
@@ -239,3 +244,56 @@ async def test_expired_results_are_reported_without_a_request(tmp_path: pathlib.
     assert images == emulator.requests_per_endpoint()["image"]
     assert ["failed"] == [line["status"] for line in manifest]
     assert "expired" in manifest[0]["error"]
+
+
+@pytest.mark.anyio
+async def test_a_new_row_never_takes_an_earlier_rows_file_names(tmp_path: pathlib.Path) -> None:
+    """A new row 1 with the same slug as the old row 1 gets '-2': no file is written twice."""
+    emulator = AkoolEmulator(time_scale=TIME_SCALE)
+    await run(emulator, tmp_path, rows("fox!"), upscale=(1,))
+    _, _, manifest = await run(emulator, tmp_path, rows("fox?", "fox!"), upscale=(1,))
+
+    files = {(line["prompt"], line["output"]): line["file"] for line in manifest}
+    assert {
+        ("fox!", "grid"): "0001-fox_grid.png",
+        ("fox!", "image"): "0001-fox_U1.png",
+        ("fox?", "grid"): "0001-fox-2_grid.png",
+        ("fox?", "image"): "0001-fox-2_U1.png",
+    } == files
+    for line in manifest:
+        digest = hashlib.sha256((tmp_path / line["file"]).read_bytes()).hexdigest()
+        assert line["sha256"] == digest
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_a_reader_that_goes_away_does_not_stop_the_batch(tmp_path: pathlib.Path) -> None:
+    """`akool-async demo --json | head -1`: the batch finishes quietly, every file written."""
+    script = pathlib.Path(sys.executable).with_name("akool-async")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "akool_async.cli"]
+    with subprocess.Popen(  # noqa: S603 - our own console script
+        [*command, "demo", "--out", str(tmp_path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        first = json.loads(process.stdout.readline())
+        process.stdout.close()  # what `head -1` does
+        errors = process.stderr.read().decode()
+        status = process.wait(timeout=120)
+
+    assert "start" == first["event"]
+    assert (0, "") == (status, errors)
+    manifest = (tmp_path / MANIFEST_NAME).read_text().splitlines()
+    assert 66 == len(manifest)
+    assert {"completed"} == {json.loads(line)["status"] for line in manifest}
+
+
+def test_a_batch_run_in_process_leaves_logging_as_it_was(tmp_path: pathlib.Path) -> None:
+    """main() routes the SDK's log records while it runs, and puts them back afterwards."""
+    logger = logging.getLogger("akool_async")
+    before = (logger.handlers[:], logger.level, logger.propagate)
+
+    assert 0 == main(["demo", "--out", str(tmp_path), "--json", "-v"])
+
+    assert before == (logger.handlers[:], logger.level, logger.propagate)

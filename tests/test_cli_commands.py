@@ -362,10 +362,10 @@ async def test_generate_with_upscale_creates_once_and_writes_its_files(
     assert collections.Counter({(grid.id, "U1"): 1}) == emulator.button_presses
     assert "1 of 1 row(s) completed, 0 failed, 0 unknown" in ran.out
     listed = ran.out.splitlines()[-6:]
-    stem = re.fullmatch(r"gen/(a-fox-at-dawn-\d{8}-\d{6})-grid\.png", listed[0])
+    stem = re.fullmatch(r"gen/(a-fox-at-dawn-\d{8}-\d{6})_grid\.png", listed[0])
     assert stem is not None, listed
     outputs = {"grid": "grid", "q1": "1", "q2": "2", "q3": "3", "q4": "4", "U1": "U1"}
-    assert [f"gen/{stem.group(1)}-{suffix}.png" for suffix in outputs] == listed
+    assert [f"gen/{stem.group(1)}_{suffix}.png" for suffix in outputs] == listed
     # A one-off generate keeps no journal and no manifest: only the images.
     assert sorted(pathlib.Path(path).name for path in listed) == sorted(
         path.name for path in (tmp_path / "gen").iterdir()
@@ -460,7 +460,7 @@ def test_demo_runs_offline_and_a_rerun_has_nothing_to_do(tmp_path: pathlib.Path)
     assert 66 == len(pngs)
     for path in pngs:
         assert path.read_bytes().startswith(PNG_SIGNATURE), path
-    grids = [path for path in pngs if path.name.endswith("-grid.png") and "-V2-" not in path.name]
+    grids = [path for path in pngs if path.name.endswith("_grid.png") and "_V2_" not in path.name]
     assert [f"{row:04d}" for row in range(1, 7)] == [path.name[:4] for path in grids]
     manifest = [json.loads(line) for line in (demo / "manifest.jsonl").read_text().splitlines()]
     assert 66 == len(manifest)
@@ -577,7 +577,7 @@ def test_main_generate_with_the_emulator(
     assert (0, "") == (status, captured.err)
     listed = [pathlib.Path(line) for line in captured.out.splitlines()[-6:]]
     assert ["grid", "q1", "q2", "q3", "q4", "U1"] == [
-        path.stem.rsplit("-", 1)[1] for path in listed
+        path.stem.rsplit("_", 1)[1] for path in listed
     ]
     assert sorted(listed) == sorted(out.iterdir())
     for path in listed:

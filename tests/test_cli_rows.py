@@ -554,9 +554,9 @@ def test_plan_follow_ups_hang_off_their_grid() -> None:
     fox = grids[0]
     assert [
         (TaskKind.GRID, fox.key, None, None, "0001-a-fox"),
-        (TaskKind.UPSCALE, f"{fox.key}/U1", fox.key, "U1", "0001-a-fox-U1"),
-        (TaskKind.UPSCALE, f"{fox.key}/U3", fox.key, "U3", "0001-a-fox-U3"),
-        (TaskKind.VARIATION, f"{fox.key}/V2", fox.key, "V2", "0001-a-fox-V2"),
+        (TaskKind.UPSCALE, f"{fox.key}/U1", fox.key, "U1", "0001-a-fox_U1"),
+        (TaskKind.UPSCALE, f"{fox.key}/U3", fox.key, "U3", "0001-a-fox_U3"),
+        (TaskKind.VARIATION, f"{fox.key}/V2", fox.key, "V2", "0001-a-fox_V2"),
     ] == [(task.kind, task.key, task.parent_key, task.button, task.stem) for task in tasks[:4]]
     owl = grids[1]
     assert [owl.key, f"{owl.key}/U1", f"{owl.key}/U3", f"{owl.key}/V2"] == [
@@ -574,7 +574,7 @@ def test_plan_follow_ups_hang_off_their_grid() -> None:
 def test_plan_stem_override_for_a_one_row_run() -> None:
     """``stem`` replaces the row-number-and-slug name, follow-ups included."""
     tasks = plan_tasks([row(1, "a fox")], upscale=(2,), vary=(), stem="a-fox-20250101-120000")
-    assert ["a-fox-20250101-120000", "a-fox-20250101-120000-U2"] == [task.stem for task in tasks]
+    assert ["a-fox-20250101-120000", "a-fox-20250101-120000_U2"] == [task.stem for task in tasks]
 
 
 @pytest.mark.parametrize(("count", "width"), [(9999, 4), (10000, 5)])

@@ -9,7 +9,7 @@ import logging
 import pathlib
 import sys
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -40,7 +40,7 @@ from ._batch import (
     final_status,
     suffix_of,
 )
-from ._report import Summary, make_reporter
+from ._report import JsonReporter, PlainReporter, RichReporter, Summary, make_reporter, write_out
 from ._rows import Row, UsageError, parse_quadrants, plan_tasks, read_rows, slug
 
 __all__ = ["main"]
@@ -132,10 +132,9 @@ async def open_session(options: argparse.Namespace) -> AsyncGenerator[AkoolSessi
 
 def _emit(options: argparse.Namespace, data: dict[str, Any], text: Sequence[str]) -> None:
     if options.json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+        write_out(sys.stdout, json.dumps(data, ensure_ascii=False, default=str) + "\n")
     else:
-        sys.stdout.write("".join(line + "\n" for line in text))
-    sys.stdout.flush()
+        write_out(sys.stdout, "".join(line + "\n" for line in text))
 
 
 def _describe_info(info: ImageInfo) -> list[str]:
@@ -162,7 +161,7 @@ async def _check_out(out: pathlib.Path) -> None:
         raise UsageError(f"--out {out} is a file, not a folder: choose a folder for the results")
 
 
-async def _run_batch(  # noqa: C901, PLR0915 - the batch command's whole flow, in order
+async def _run_batch(
     options: argparse.Namespace,
     rows: list[Row],
     *,
@@ -178,82 +177,96 @@ async def _run_batch(  # noqa: C901, PLR0915 - the batch command's whole flow, i
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         stem = f"{slug(rows[0].prompt)}-{stamp}"
     planned = plan_tasks(rows, upscale=upscale, vary=vary, stem=stem)
-    await anyio.Path(out).mkdir(parents=True, exist_ok=True)
-
-    lock = await _lock(out) if journal_path is not None else None
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            session, endpoint = await _build_session(
-                options, stack, max_jobs=max(options.concurrency * 5, 100)
-            )
-            journal = await Journal.open(journal_path or ":memory:", endpoint=endpoint)
-            await stack.enter_async_context(journal)
-            report = await journal.sync(planned)
-            # An in-process emulator's jobs end with the process that ran it.
-            relocated = endpoint == IN_PROCESS_ENDPOINT and bool(report.kept)
-            batch_options = BatchOptions(
+    async with contextlib.AsyncExitStack() as stack:
+        # Credentials are checked before the folder, its lock or its journal are made.
+        session, endpoint = await _build_session(
+            options, stack, max_jobs=max(options.concurrency * 5, 100)
+        )
+        await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+        if journal_path is not None:
+            stack.push_async_callback(_release, await _lock(out))
+        journal = await stack.enter_async_context(
+            await Journal.open(journal_path or ":memory:", endpoint=endpoint)
+        )
+        report = await journal.sync(planned)
+        tally = Tally()
+        reporter = make_reporter(tally, json_lines=options.json, title=title)
+        stack.callback(_route_logs(options, reporter))
+        await stack.enter_async_context(session)
+        runner = BatchRunner(
+            session,
+            journal,
+            [task.key for task in planned],
+            BatchOptions(
                 out=out,
                 concurrency=options.concurrency,
                 quadrants=options.quadrants,
                 resubmit_unknown=getattr(options, "resubmit_unknown", False),
                 manifest=journal_path is not None,
-            )
-            tally = Tally()
-            reporter = make_reporter(tally, json_lines=options.json, title=title)
-            _route_logs(options, reporter)
-            await stack.enter_async_context(session)
-            runner = BatchRunner(
-                session,
-                journal,
-                [task.key for task in planned],
-                batch_options,
-                reporter,
-                tally=tally,
-                relocated=relocated,
-            )
-            rows_to_run = await runner.prepare()
-            notes = _start_notes(report, journal, rows, out, journaled=journal_path is not None)
-            balance_before = balance_after = None
-            if rows_to_run:
-                balance_before = await _balance(session)
-                if balance_before is not None:
-                    notes.append(f"Credit balance: {balance_before:g}")
-            else:
-                notes.append("Nothing to do: every row is finished and its files check out.")
-            reporter.start(notes)
-            aborted: BatchAborted | None = None
-            with reporter.running():
-                try:
-                    await runner.run(rows_to_run)
-                except BatchAborted as error:
-                    # The runner stops its rows itself and raises this one error, ungrouped.
-                    aborted = error
-            if rows_to_run:
-                balance_after = await _balance(session)
-            lines = runner.manifest_lines()
-            summary = _summarise(
-                tally,
-                lines,
-                report.removed,
-                before=balance_before,
-                after=balance_after,
-                manifest=out / MANIFEST_NAME if journal_path is not None else None,
-            )
-            reporter.finish(summary)
-            if aborted is not None:
-                sys.stderr.write(
-                    f"{PROG}: stopped: Akool refused a create ({aborted}); nothing more was sent. "
-                    "Fix it and run the same command again to go on.\n"
-                )
-                return EXIT_FAILED
-            if journal_path is None and not options.json:
-                for line in lines:
-                    if line["file"]:
-                        sys.stdout.write(f"{out / line['file']}\n")
-            return summary.exit_status
-    finally:
-        if lock is not None:
-            lock.release()
+            ),
+            reporter,
+            tally=tally,
+            # An in-process emulator's jobs end with the process that ran it.
+            relocated=endpoint == IN_PROCESS_ENDPOINT and bool(report.kept),
+        )
+        return await _drive(
+            runner,
+            reporter,
+            report,
+            rows,
+            manifest=out / MANIFEST_NAME if journal_path is not None else None,
+            list_files=journal_path is None and not options.json,
+        )
+
+
+async def _drive(
+    runner: BatchRunner,
+    reporter: PlainReporter | JsonReporter | RichReporter,
+    report: SyncReport,
+    rows: list[Row],
+    *,
+    manifest: pathlib.Path | None,
+    list_files: bool,
+) -> int:
+    """Run a prepared batch with its display: notes, balance, the run, the summary."""
+    out = runner.options.out
+    rows_to_run = await runner.prepare()
+    notes = _start_notes(report, runner.journal, rows, out, journaled=manifest is not None)
+    before = after = None
+    if rows_to_run:
+        before = await _balance(runner.session)
+        if before is not None:
+            notes.append(f"Credit balance: {before:g}")
+    else:
+        notes.append("Nothing to do: every row is finished and its files check out.")
+    reporter.start(notes)
+    aborted: BatchAborted | None = None
+    with reporter.running():
+        try:
+            await runner.run(rows_to_run)
+        except BatchAborted as error:
+            # The runner stops its rows itself and raises this one error, ungrouped.
+            aborted = error
+    if rows_to_run:
+        after = await _balance(runner.session)
+    lines = runner.manifest_lines()
+    summary = _summarise(
+        runner.tally, lines, report.removed, before=before, after=after, manifest=manifest
+    )
+    reporter.finish(summary)
+    if aborted is not None:
+        sys.stderr.write(
+            f"{PROG}: stopped: Akool refused a create ({aborted}); nothing more was sent. "
+            "Fix it and run the same command again to go on.\n"
+        )
+        return EXIT_FAILED
+    if list_files:
+        write_out(sys.stdout, "".join(f"{out / line['file']}\n" for line in lines if line["file"]))
+    return summary.exit_status
+
+
+async def _release(lock: Any) -> None:
+    lock.release()
 
 
 async def _lock(out: pathlib.Path) -> Any:
@@ -349,7 +362,8 @@ def _row_status(statuses: set[str]) -> str:
     return "completed"
 
 
-def _route_logs(options: argparse.Namespace, reporter: Any) -> None:
+def _route_logs(options: argparse.Namespace, reporter: object) -> Callable[[], None]:
+    """Send the SDK's log records where the display wants them; returns how to undo it."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(options.verbose, logging.DEBUG)
     console = getattr(reporter, "console", None)
     handler: logging.Handler
@@ -361,9 +375,16 @@ def _route_logs(options: argparse.Namespace, reporter: Any) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("akool_async")
+    saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+    def restore() -> None:
+        root.handlers[:], level, root.propagate = saved
+        root.setLevel(level)
+
+    return restore
 
 
 async def cmd_batch(options: argparse.Namespace) -> int:
@@ -419,9 +440,10 @@ async def cmd_demo(options: argparse.Namespace) -> int:
         for number, (prompt, scale) in enumerate(DEMO_PROMPTS, start=1)
     ]
     if not options.json:
-        sys.stdout.write(
+        write_out(
+            sys.stdout,
             f"Generating {len(rows)} prompts against the embedded Akool emulator (no account, "
-            "no network): each grid, its quadrants, a U1 upscale and a V2 variation.\n"
+            "no network): each grid, its quadrants, a U1 upscale and a V2 variation.\n",
         )
     return await _run_batch(
         options,

@@ -540,7 +540,7 @@ def suffix_of(url: str | None) -> str:
 def _file_name(record: TaskRecord, name: str, url: str | None) -> str:
     if name == "image":
         return f"{record.stem}{suffix_of(url)}"
-    return f"{record.stem}-{name}{suffix_of(url)}"
+    return f"{record.stem}_{name}{suffix_of(url)}"
 
 
 def _remove_part_files(out: pathlib.Path) -> None:

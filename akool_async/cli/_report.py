@@ -4,7 +4,9 @@ lines with ``--json``. All three end with the same summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Generator, Sequence
@@ -17,7 +19,14 @@ from akool_async._journal import TaskRecord
 
 from ._batch import Tally
 
-__all__ = ["JsonReporter", "PlainReporter", "RichReporter", "Summary", "make_reporter"]
+__all__ = [
+    "JsonReporter",
+    "PlainReporter",
+    "RichReporter",
+    "Summary",
+    "make_reporter",
+    "write_out",
+]
 
 _STATES: Final = ("queued", "creating", "running", "downloading", "completed", "failed", "unknown")
 _PLAIN_EVERY: Final = 10.0  # seconds between progress lines in plain mode
@@ -90,6 +99,23 @@ class Summary:
         return lines
 
 
+def write_out(stream: TextIO, text: str) -> None:
+    """Write and flush; if the reader has gone (``| head``), go on silently.
+
+    The batch keeps running: its journal and manifest, not the terminal, are what count.
+    """
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            # Point the descriptor at /dev/null, so that later writes and the flush at exit
+            # are silent too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+
+
 def _describe(record: TaskRecord) -> str:
     what = record.button or "grid"
     prompt = record.prompt if len(record.prompt) <= 40 else record.prompt[:39] + "…"  # noqa: PLR2004
@@ -106,8 +132,7 @@ class PlainReporter:
 
     def _write(self, text: str) -> None:
         elapsed = time.monotonic() - self.tally.started_at
-        self._stream.write(f"[{elapsed:7.1f}s] {text}\n")
-        self._stream.flush()
+        write_out(self._stream, f"[{elapsed:7.1f}s] {text}\n")
 
     def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
         """One line per task that ends; created and downloaded go unsaid."""
@@ -130,15 +155,11 @@ class PlainReporter:
 
     def start(self, lines: Sequence[str]) -> None:
         """Lines shown before the run."""
-        for line in lines:
-            self._stream.write(line + "\n")
-        self._stream.flush()
+        write_out(self._stream, "".join(line + "\n" for line in lines))
 
     def finish(self, summary: Summary) -> None:
         """The summary."""
-        for line in summary.lines():
-            self._stream.write(line + "\n")
-        self._stream.flush()
+        write_out(self._stream, "".join(line + "\n" for line in summary.lines()))
 
     @contextmanager
     def running(self) -> Generator[None]:
@@ -154,8 +175,7 @@ class JsonReporter:
         self._stream = stream if stream is not None else sys.stdout
 
     def _emit(self, data: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(data, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        write_out(self._stream, json.dumps(data, ensure_ascii=False) + "\n")
 
     def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
         """Every event, with the task's row, button, prompt and job id."""

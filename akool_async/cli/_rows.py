@@ -279,7 +279,9 @@ def plan_tasks(
     """The tasks for ``rows``: each row's grid, then its follow-up buttons.
 
     File stems are the row number (zero-padded, at least four digits) and a slug of the prompt,
-    e.g. ``0007-a-red-fox-in-snow``; ``stem`` replaces that for a one-row run.
+    e.g. ``0007-a-red-fox-in-snow``, and ``_U1`` / ``_V2`` after it for follow-ups; ``stem``
+    replaces the row's part for a one-row run. Slugs hold no ``_``, so the names of two rows'
+    files can only meet if their stems are equal, which the journal prevents.
     """
     upscale, vary = tuple(upscale), tuple(vary)
     width = max(4, len(str(len(rows))))
@@ -314,7 +316,7 @@ def plan_tasks(
                         kind=kind,
                         parent_key=key,
                         button=button,
-                        stem=f"{base}-{button}",
+                        stem=f"{base}_{button}",
                     )
                 )
     return tasks
