@@ -22,6 +22,7 @@ import akool_async as ak
 from akool_async._journal import JOURNAL_NAME, Journal, TaskState
 from akool_async.cli import main
 from akool_async.cli._batch import MANIFEST_NAME, BatchAborted, BatchOptions, BatchRunner
+from akool_async.cli._report import Summary
 from akool_async.cli._rows import Row, plan_tasks
 from akool_async.testing import AkoolEmulator, Faults
 
@@ -297,3 +298,35 @@ def test_a_batch_run_in_process_leaves_logging_as_it_was(tmp_path: pathlib.Path)
     assert 0 == main(["demo", "--out", str(tmp_path), "--json", "-v"])
 
     assert before == (logger.handlers[:], logger.level, logger.propagate)
+
+
+def test_the_summary_names_lost_presses_apart_from_resubmittable_creates() -> None:
+    """Unknown grids can be sent again; a press Akool took but whose answer was lost cannot."""
+    summary = Summary(
+        rows=2,
+        completed_rows=0,
+        failed_rows=0,
+        unknown_rows=2,
+        pending_rows=0,
+        outputs={"unknown": 2},
+        files_written=0,
+        creates_sent=0,
+        credits_used=0.0,
+        balance_before=None,
+        balance_after=None,
+        removed_rows=0,
+        unknown=("row 1: 'a moth'",),
+        lost_presses=("row 2 U1: 'a kite'",),
+        manifest=None,
+        elapsed=1.0,
+    )
+
+    lines = summary.lines()
+
+    resubmit = next(index for index, line in enumerate(lines) if "--resubmit-unknown" in line)
+    assert "  row 1: 'a moth'" == lines[resubmit + 1]
+    lost = next(index for index, line in enumerate(lines) if "button press(es)" in line)
+    assert "no way to find the jobs they made" in lines[lost]
+    assert "  row 2 U1: 'a kite'" == lines[lost + 1]
+    assert ["row 2 U1: 'a kite'"] == summary.as_json()["lost_presses"]
+    assert 1 == summary.exit_status

@@ -53,6 +53,7 @@ EXIT_INTERRUPTED: Final = 130
 _EMULATOR_GRID_SECONDS: Final = 46.0
 IN_PROCESS_ENDPOINT: Final = "in-process emulator"
 LOCK_NAME: Final = ".akool-journal.lock"
+_BALANCE_WAIT: Final = 5.0  # seconds the optional balance read may take
 
 DEMO_PROMPTS: Final = (
     ("a red fox in fresh snow, morning light", "16:9"),
@@ -284,11 +285,15 @@ async def _lock(out: pathlib.Path) -> Any:
 
 
 async def _balance(session: AkoolSession) -> float | None:
-    try:
-        return await session.get_credit()
-    except AkoolError as error:
-        logger.info("the credit balance is not available: %s", error)
-        return None
+    # Nice to show, never worth holding the batch for: one short try, no long backoff.
+    with anyio.move_on_after(_BALANCE_WAIT):
+        try:
+            return await session.get_credit()
+        except AkoolError as error:
+            logger.info("the credit balance is not available: %s", error)
+            return None
+    logger.info("the credit balance did not come within %g s; going on without it", _BALANCE_WAIT)
+    return None
 
 
 def _start_notes(
@@ -326,12 +331,17 @@ def _summarise(
 ) -> Summary:
     rows: dict[int, set[str]] = {}
     unknown: list[str] = []
+    lost: list[str] = []
     for line in lines:
         if not line["in_file"]:
             continue
         rows.setdefault(line["row"], set()).add(line["status"])
-        if line["status"] == "unknown" and line["job_id"] is None and line["button"] is None:
+        if line["status"] != "unknown" or line["job_id"] is not None:
+            continue
+        if line["button"] is None:
             unknown.append(f"row {line['row']}: {line['prompt']!r}")
+        elif not (line["error"] or "").startswith("not created"):
+            lost.append(f"row {line['row']} {line['button']}: {line['prompt']!r}")
 
     def count(status: str) -> int:
         return sum(1 for statuses in rows.values() if _row_status(statuses) == status)
@@ -350,6 +360,7 @@ def _summarise(
         balance_after=after,
         removed_rows=len(removed),
         unknown=tuple(unknown),
+        lost_presses=tuple(lost),
         manifest=str(manifest) if manifest is not None else None,
         elapsed=time.monotonic() - tally.started_at,
     )

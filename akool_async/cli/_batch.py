@@ -286,14 +286,10 @@ class BatchRunner:
             children = self._children.get(key, [])
             if info is None:
                 grid = self.journal.tasks[key]
-                status = "unknown" if grid.state is TaskState.UNKNOWN else "failed"
+                status, reason = _orphan_status(grid)
                 for child in children:
                     if self._needs_work(child):
-                        self._finish(
-                            self.journal.tasks[child],
-                            status,
-                            f"not created: its grid is {grid.state.value}",
-                        )
+                        self._finish(self.journal.tasks[child], status, reason)
             elif children:
                 async with anyio.create_task_group() as group:
                     for child in children:
@@ -648,12 +644,22 @@ def _lines_of(
     if record.state in {TaskState.FAILED, TaskState.UNKNOWN}:
         base["status"] = record.state.value
     elif record.state is TaskState.PENDING and parent is not None:
-        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN}:
-            base["status"] = parent.state.value
-            base["error"] = f"not created: its grid is {parent.state.value}"
+        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN} or (
+            parent.state is TaskState.CREATED and parent.error
+        ):
+            base["status"], base["error"] = _orphan_status(parent)
     elif record.state is TaskState.CREATED and record.error:
         base["status"] = "unknown"
     return [base]
+
+
+def _orphan_status(grid: TaskRecord) -> tuple[str, str]:
+    """How a follow-up stands when its grid did not complete: its status and why."""
+    if grid.state is TaskState.FAILED:
+        return "failed", "not created: its grid is failed"
+    if grid.state is TaskState.UNKNOWN:
+        return "unknown", "not created: its grid is unknown"
+    return "unknown", "not created yet: its grid is not finished (the next run goes on)"
 
 
 def _output_order(name: str) -> tuple[int, str]:

@@ -49,6 +49,7 @@ class Summary:
     balance_after: float | None
     removed_rows: int
     unknown: tuple[str, ...]
+    lost_presses: tuple[str, ...]
     manifest: str | None
     elapsed: float
 
@@ -61,6 +62,7 @@ class Summary:
         """The summary as a JSON object (``event: summary``)."""
         data = attrs.asdict(self)
         data["unknown"] = list(self.unknown)
+        data["lost_presses"] = list(self.lost_presses)
         data["exit_status"] = self.exit_status
         return {"event": "summary", **data}
 
@@ -96,6 +98,15 @@ class Summary:
             lines.extend(f"  {item}" for item in self.unknown[:20])
             if len(self.unknown) > 20:  # noqa: PLR2004 - a screenful
                 lines.append(f"  ... and {len(self.unknown) - 20} more (see the manifest)")
+        if self.lost_presses:
+            lines.append(
+                f"{len(self.lost_presses)} button press(es) reached Akool but their answers were "
+                "lost: Akool has them as used (and charged), and offers no way to find the jobs "
+                "they made. They stay unknown:"
+            )
+            lines.extend(f"  {item}" for item in self.lost_presses[:20])
+            if len(self.lost_presses) > 20:  # noqa: PLR2004 - a screenful
+                lines.append(f"  ... and {len(self.lost_presses) - 20} more (see the manifest)")
         return lines
 
 
