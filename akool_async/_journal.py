@@ -227,7 +227,7 @@ class Journal:
 
     Every method commits before it returns, from a worker thread, one call at a time; the
     journal's view of every task and output is mirrored in memory (`tasks`, `outputs`) so
-    reading it costs nothing.
+    reading it costs nothing. The mirror changes only on the caller's thread, after the commit.
     """
 
     def __init__(self, connection: sqlite3.Connection, path: pathlib.Path) -> None:
@@ -236,6 +236,7 @@ class Journal:
         self._limiter = anyio.CapacityLimiter(1)
         self.tasks: dict[str, TaskRecord] = {}
         self.outputs: dict[tuple[str, str], OutputRecord] = {}
+        self._by_task: dict[str, dict[str, OutputRecord]] = {}
 
     def __repr__(self) -> str:
         return f"<Journal {str(self.path)!r} tasks={len(self.tasks)} outputs={len(self.outputs)}>"
@@ -258,7 +259,7 @@ class Journal:
         path = pathlib.Path(path)
         connection = await anyio.to_thread.run_sync(partial(_connect, path, endpoint))
         journal = cls(connection, path)
-        await journal._run(journal._load)
+        journal._mirror(*await journal._run(journal._load))
         return journal
 
     async def close(self) -> None:
@@ -283,7 +284,9 @@ class Journal:
         answered become unknown.
         """
         planned = list(planned)
-        return await self._run(partial(self._sync, planned))
+        report, tasks, outputs = await self._run(partial(self._sync, planned))
+        self._mirror(tasks, outputs)
+        return report
 
     async def resubmit(self, key: str) -> TaskRecord:
         """Make an unknown (or retryable failed) task pending again, so it is created anew."""
@@ -301,7 +304,9 @@ class Journal:
 
     async def intent(self, key: str) -> TaskRecord:
         """Commit the intent to create ``key``; call it right before sending the create."""
-        return await self._run(partial(self._intent, key))
+        self._known(key)
+        record = self.tasks[key] = await self._run(partial(self._intent, key))
+        return record
 
     async def created(self, key: str, job_id: str) -> TaskRecord:
         """Commit the id Akool gave ``key``'s create; call it as soon as the answer is in."""
@@ -347,10 +352,30 @@ class Journal:
     async def output(self, record: OutputRecord) -> None:
         """Record a file written into place (after its rename)."""
         await self._run(partial(self._output, record))
+        self.outputs[record.task_key, record.name] = record
+        self._by_task.setdefault(record.task_key, {})[record.name] = record
 
     async def forget_output(self, task_key: str, name: str) -> None:
         """Forget a file that is missing or no longer matches its sha256."""
         await self._run(partial(self._forget_output, task_key, name))
+        self.outputs.pop((task_key, name), None)
+        self._by_task.get(task_key, {}).pop(name, None)
+
+    def outputs_of(self, task_key: str) -> list[OutputRecord]:
+        """The files recorded for one task."""
+        return list(self._by_task.get(task_key, {}).values())
+
+    def _mirror(
+        self, tasks: dict[str, TaskRecord], outputs: dict[tuple[str, str], OutputRecord]
+    ) -> None:
+        self.tasks, self.outputs = tasks, outputs
+        self._by_task = {}
+        for (task_key, name), output in outputs.items():
+            self._by_task.setdefault(task_key, {})[name] = output
+
+    def _known(self, key: str) -> None:
+        if key not in self.tasks:
+            raise KeyError(key)
 
     # -- inside the worker thread ----------------------------------------------------------------
 
@@ -360,15 +385,17 @@ class Journal:
         return await anyio.to_thread.run_sync(function, limiter=self._limiter)
 
     async def _update(self, key: str, **changes: Any) -> TaskRecord:
-        return await self._run(partial(self._set, key, changes))
+        self._known(key)
+        record = self.tasks[key] = await self._run(partial(self._set, key, changes))
+        return record
 
-    def _load(self) -> None:
+    def _load(self) -> tuple[dict[str, TaskRecord], dict[tuple[str, str], OutputRecord]]:
         rows = self._db.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY position").fetchall()  # noqa: S608 - constant columns
-        self.tasks = {record.key: record for record in map(_record, rows)}
+        tasks = {record.key: record for record in map(_record, rows)}
         outputs = self._db.execute(
             "SELECT task_key, name, url, file, sha256, size FROM outputs"
         ).fetchall()
-        self.outputs = {
+        return tasks, {
             (task_key, name): OutputRecord(
                 task_key=task_key, name=name, url=url, file=file, sha256=sha256, size=size
             )
@@ -379,12 +406,9 @@ class Journal:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()  # noqa: S608 - constant columns
         if row is None:
             raise KeyError(key)
-        record = self.tasks[key] = _record(row)
-        return record
+        return _record(row)
 
     def _set(self, key: str, changes: dict[str, Any]) -> TaskRecord:
-        if key not in self.tasks:
-            raise KeyError(key)
         for name, value in changes.items():
             if isinstance(value, TaskState):
                 changes[name] = value.value
@@ -405,7 +429,9 @@ class Journal:
             )
         return self._reload(key)
 
-    def _sync(self, planned: list[PlannedTask]) -> SyncReport:
+    def _sync(
+        self, planned: list[PlannedTask]
+    ) -> tuple[SyncReport, dict[str, TaskRecord], dict[tuple[str, str], OutputRecord]]:
         now = time.time()
         added: list[str] = []
         kept: list[str] = []
@@ -461,10 +487,10 @@ class Journal:
             removed = [
                 key for (key,) in self._db.execute("SELECT key FROM tasks WHERE in_plan = 0")
             ]
-        self._load()
-        return SyncReport(
+        report = SyncReport(
             added=tuple(added), kept=tuple(kept), removed=tuple(removed), recovered=tuple(recovered)
         )
+        return (report, *self._load())
 
     def _output(self, record: OutputRecord) -> None:
         with self._db:
@@ -473,14 +499,12 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (record.task_key, record.name, record.url, record.file, record.sha256, record.size),
             )
-        self.outputs[record.task_key, record.name] = record
 
     def _forget_output(self, task_key: str, name: str) -> None:
         with self._db:
             self._db.execute(
                 "DELETE FROM outputs WHERE task_key = ? AND name = ?", (task_key, name)
             )
-        self.outputs.pop((task_key, name), None)
 
 
 def _new_stem(

@@ -173,7 +173,7 @@ class BatchRunner:
         self._rows = anyio.CapacityLimiter(options.concurrency)
         self._downloads = anyio.CapacityLimiter(options.downloads)
         self._download_errors: dict[tuple[str, str], _Failure] = {}
-        self._written_at = 0.0
+        self._manifest_cost = 0.0
         self._shown: dict[str, str] = {}
         self._stop: anyio.CancelScope | None = None
         self._aborted: AkoolError | None = None
@@ -221,9 +221,7 @@ class BatchRunner:
             lost = record.state in {TaskState.CREATED, TaskState.UNKNOWN, TaskState.INTENT}
             if record.state is TaskState.COMPLETED and self._needs_work(key):
                 lost = True
-                for output in [
-                    out for (task, _), out in self.journal.outputs.items() if task == key
-                ]:
+                for output in self.journal.outputs_of(key):
                     await self.journal.forget_output(key, output.name)
             if lost:
                 await self.journal.resubmit(key)
@@ -264,8 +262,10 @@ class BatchRunner:
             raise BatchAborted(str(self._aborted)) from self._aborted
 
     async def _keep_manifest(self) -> None:
+        # Every few seconds, but never more than about 5 % of the time: a manifest of a
+        # 10,000-row batch takes a while to write.
         while True:
-            await anyio.sleep(_MANIFEST_EVERY)
+            await anyio.sleep(max(_MANIFEST_EVERY, 20 * self._manifest_cost))
             await self.write_manifest()
 
     def manifest_lines(self) -> list[dict[str, Any]]:
@@ -276,9 +276,11 @@ class BatchRunner:
         """Rewrite ``manifest.jsonl`` from the journal, atomically."""
         if not self.options.manifest:
             return
+        started = time.monotonic()
         lines = self.manifest_lines()
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(write_manifest, self.options.out, lines)
+        self._manifest_cost = time.monotonic() - started
 
     async def _row(self, key: str, slot: object) -> None:
         try:
@@ -468,13 +470,6 @@ class BatchRunner:
         self.tally.files += 1
         self.tally.bytes += download.size
         self.reporter.event("downloaded", record, file)
-        await self._maybe_write_manifest()
-
-    async def _maybe_write_manifest(self) -> None:
-        now = time.monotonic()
-        if now - self._written_at >= _MANIFEST_EVERY:
-            self._written_at = now
-            await self.write_manifest()
 
     def _outputs_of(self, record: TaskRecord, info: ImageInfo) -> list[tuple[str, str | None]]:
         if record.kind is TaskKind.UPSCALE:
@@ -581,7 +576,9 @@ def manifest_lines(
     download_errors: dict[tuple[str, str], _Failure] | None = None,
 ) -> list[dict[str, Any]]:
     """One object per output: the current plan's tasks in row order, then tasks no longer in it."""
-    errors = download_errors or {}
+    failures: dict[str, dict[str, _Failure]] = {}
+    for (task_key, name), failure in (download_errors or {}).items():
+        failures.setdefault(task_key, {})[name] = failure
     in_plan = set(planned)
     order = {key: index for index, key in enumerate(planned)}
     records = sorted(
@@ -595,14 +592,15 @@ def manifest_lines(
     )
     lines: list[dict[str, Any]] = []
     for record in records:
-        lines.extend(_lines_of(journal, record, errors, in_plan=record.key in in_plan))
+        failed = failures.get(record.key, {})
+        lines.extend(_lines_of(journal, record, failed, in_plan=record.key in in_plan))
     return lines
 
 
 def _lines_of(
     journal: Journal,
     record: TaskRecord,
-    errors: dict[tuple[str, str], _Failure],
+    failures: dict[str, _Failure],
     *,
     in_plan: bool,
 ) -> list[dict[str, Any]]:
@@ -624,15 +622,15 @@ def _lines_of(
         "in_file": in_plan,
     }
     if record.state is TaskState.COMPLETED:
-        names = [name for (key, name) in journal.outputs if key == record.key]
-        names += [name for (key, name) in errors if key == record.key and name not in names]
+        names = [output.name for output in journal.outputs_of(record.key)]
+        names += [name for name in failures if name not in names]
         primary = "image" if record.kind is TaskKind.UPSCALE else "grid"
         names = sorted(set(names) | {primary}, key=_output_order)
         lines: list[dict[str, Any]] = []
         for index, name in enumerate(names):
             line = dict(base, output=name, credits=record.credits if index == 0 else 0)
             output = journal.outputs.get((record.key, name))
-            failure = errors.get((record.key, name))
+            failure = failures.get(name)
             if output is not None:
                 line.update(status="completed", file=output.file, sha256=output.sha256, error=None)
             elif failure is not None:
