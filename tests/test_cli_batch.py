@@ -330,3 +330,17 @@ def test_the_summary_names_lost_presses_apart_from_resubmittable_creates() -> No
     assert "  row 2 U1: 'a kite'" == lines[lost + 1]
     assert ["row 2 U1: 'a kite'"] == summary.as_json()["lost_presses"]
     assert 1 == summary.exit_status
+
+
+def test_python_dash_m_runs_the_same_command_line() -> None:
+    """`python -m akool_async.cli` is the console script, for environments without its shim."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "akool_async.cli", "batch", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert 0 == ran.returncode
+    assert ran.stdout.startswith("usage: akool-async batch")
+    assert "--resubmit-unknown" in ran.stdout
