@@ -201,7 +201,7 @@ class BatchRunner:
             self.reporter.note(f"{output.file} {reason}: downloading it again")
         if self._relocated:
             await self._recreate_lost_jobs()
-        todo = [key for key in self._planned if self._needs_work(key)]
+        todo = {key for key in self._planned if self._needs_work(key)}
         self.tally.tasks = len(self._planned)
         self.tally.todo = len(todo)
         for key in self._planned:
