@@ -1,4 +1,4 @@
-"""``akool-async``: argument parsing, credentials, the emulator switch, and every subcommand."""
+"""``akool-async``: credentials, the emulator switch, the batch flow and the single-job commands."""
 
 from __future__ import annotations
 
