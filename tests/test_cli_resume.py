@@ -32,9 +32,9 @@ import anyio.to_thread
 import attrs
 import pytest
 
+from akool_async._serve import Receive, Scope, Send, serve_asgi
 from akool_async.testing import TEST_API_KEY, AkoolEmulator, Faults
 from akool_async.testing._plan import draw
-from akool_async.testing._server import Receive, Scope, Send, serve_asgi
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="the runs are stopped with SIGKILL, which Windows lacks"

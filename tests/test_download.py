@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import akool_async as ak
+from akool_async._asgi import Receive, Scope, Send
 from akool_async._download import (
     Download,
     DownloadError,
@@ -24,10 +25,9 @@ from akool_async._download import (
     ResultExpired,
     download,
 )
+from akool_async._serve import serve_asgi
 from akool_async.testing import AkoolEmulator
-from akool_async.testing._asgi import Receive, Scope, Send
 from akool_async.testing._images import grid_png, quadrant_png
-from akool_async.testing._server import serve_asgi
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from akool_async.testing._server import Receive, Scope, Send, serve_asgi
+from akool_async._serve import Receive, Scope, Send, serve_asgi
 
 
 @pytest.fixture(
@@ -175,7 +175,7 @@ async def test_request_in_flight_finishes_at_shutdown() -> None:
 async def test_app_never_sees_lifespan_by_default(caplog: pytest.LogCaptureFixture) -> None:
     """Without lifespan=True the app gets only HTTP scopes and nothing is logged as a problem."""
     app = PathEcho()
-    with caplog.at_level(logging.DEBUG, logger="akool_async.testing.server"):
+    with caplog.at_level(logging.DEBUG, logger="akool_async.server"):
         async with serve_asgi(app) as url, httpx.AsyncClient() as client:
             await client.get(f"{url}/")
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 import akool_async as ak
+from akool_async._serve import serve_asgi
 from akool_async.testing import AkoolEmulator, DeliveryPolicy, Duration, EmulatorTimings
-from akool_async.testing._server import serve_asgi
 from akool_reference import ref_decrypt, ref_signature
 
 pytestmark = pytest.mark.anyio

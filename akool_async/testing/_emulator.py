@@ -25,9 +25,9 @@ import anyio
 import attrs
 import httpx
 
+from akool_async._asgi import Receive, Scope, Send, answer_lifespan
 from akool_async._errors import InvalidInput
 from akool_async._models import RESULT_LIFETIME, Button, ImageStatus, Scale
-from akool_async.testing._asgi import Receive, Scope, Send, answer_lifespan
 from akool_async.testing._deliveries import DeliveryPolicy, WebhookDispatcher
 from akool_async.testing._jobs import EmulatedJob, JobKind, View
 from akool_async.testing._plan import EmulatorTimings, FaultKind, Faults, draw, rng_for
@@ -284,7 +284,7 @@ class AkoolEmulator:
         webhook_client: httpx.AsyncClient | None = None,
     ) -> AsyncGenerator[str]:
         """Serve the emulator on a real socket (asyncio or trio); yields its base URL."""
-        from akool_async.testing._server import serve_asgi  # noqa: PLC0415 - hypercorn is in the emulator extra
+        from akool_async._serve import serve_asgi  # noqa: PLC0415 - hypercorn is in the emulator extra
 
         async with (
             serve_asgi(self, host=host, port=port) as url,

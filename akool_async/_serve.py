@@ -1,4 +1,6 @@
-"""Serve an ASGI app with hypercorn on a real loopback socket, from asyncio or trio alike."""
+"""Serve an ASGI app with hypercorn on a real loopback socket, from asyncio or trio alike.
+
+Used by the emulator (extra `emulator`) and the webhook receiver (extra `webhooks`)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import anyio.abc
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import ASGIFramework
 
-from akool_async.testing._asgi import ASGIApp, Receive, Scope, Send, answer_lifespan
+from akool_async._asgi import ASGIApp, Receive, Scope, Send, answer_lifespan
 
 __all__ = ["ASGIApp", "Receive", "Scope", "Send", "serve_asgi"]
 
-logger = logging.getLogger("akool_async.testing.server")
+logger = logging.getLogger("akool_async.server")
 
 GRACEFUL_TIMEOUT: Final = 1.0
 """Seconds open requests get to finish at shutdown before they are cancelled."""
