@@ -42,6 +42,11 @@ INFO_PATH: Final = "/api/open/v3/content/image/infobymodelid"
 _ONE_ATTEMPT: Final = RetryPolicy(attempts=1)
 _RERANK_EVERY: Final = 1.0
 _MIN_SLEEP: Final = 1e-6
+SAFETY_NET_INTERVAL: Final = 30.0
+"""With webhooks: seconds between safety-net polls of a job past its expected end."""
+_SAFETY_NET_QUANTILE: Final = 0.99
+_MISSES_BEFORE_POLLING: Final = 2
+_ENDED: Final = frozenset({ImageStatus.COMPLETED, ImageStatus.FAILED})
 
 EventKind = Literal["created", "queueing", "processing", "completed", "failed"]
 Listener = Callable[["_Tracker", "ImageInfo | AkoolError"], None]
@@ -120,9 +125,11 @@ class _Tracker:
         "listeners",
         "polls",
         "pressed",
+        "pushed",
         "round",
         "sequence",
         "terminal",
+        "webhook",
     )
 
     def __init__(self, job_id: str, *, kind: JobKind | None, born: float, age_known: bool) -> None:
@@ -143,6 +150,8 @@ class _Tracker:
         self.in_flight = False
         self.pressed: set[str] = set()
         self.listeners: list[Listener] = []
+        self.webhook = False  # created with the session's own webhook URL
+        self.pushed: ImageStatus | None = None  # the last status a callback brought
 
     @property
     def job_kind(self) -> JobKind:
@@ -170,6 +179,9 @@ class Engine:
         self._ranked_at = 0.0
         self._closed = False
         self.status_requests = 0
+        self.pushes = 0
+        self.push_healthy = True
+        self._missed_pushes = 0
 
     # -- tracking ---------------------------------------------------------------------------
 
@@ -180,11 +192,14 @@ class Engine:
         kind: JobKind | None = None,
         info: ImageInfo | None = None,
         created: bool = False,
+        webhook: bool = False,
     ) -> _Tracker:
-        """The tracker for ``job_id``, made on first sight. ``created``: this session made it."""
+        """The tracker for ``job_id``, made on first sight. ``created``: this session made it;
+        ``webhook``: with the session's webhook URL, so a callback will say when it ends."""
         tracker = self.trackers.get(job_id)
         if tracker is None:
             tracker = _Tracker(job_id, kind=kind, born=anyio.current_time(), age_known=created)
+            tracker.webhook = webhook
             self.trackers[job_id] = tracker
             if info is not None:
                 tracker.info = info
@@ -250,6 +265,28 @@ class Engine:
                 tracker.interest -= 1
 
         return release
+
+    def push(self, job_id: str, status: ImageStatus) -> bool:
+        """Take in a verified webhook callback: the job reached ``status``.
+
+        A job that ended is read once (the callback carries no quadrants, no buttons) as soon
+        as someone waits on it, at once if someone already does. Returns False for a job this
+        session does not know.
+        """
+        tracker = self.trackers.get(job_id)
+        if tracker is None:
+            return False
+        self.pushes += 1
+        self._missed_pushes = 0
+        if not self.push_healthy:
+            self.push_healthy = True
+            logger.info("webhook callbacks arrive again: polling only as a safety net")
+        if status not in _ENDED or tracker.terminal:
+            return True
+        tracker.pushed = status
+        if tracker.interest > 0 and not tracker.in_flight:
+            self._schedule(tracker, anyio.current_time())
+        return True
 
     def close(self) -> None:
         """End every open round with `SessionClosed`; the jobs go on at Akool."""
@@ -339,13 +376,38 @@ class Engine:
             self._wake.set()
 
     def _first_look(self, tracker: _Tracker) -> float:
-        if tracker.info is None or not tracker.age_known:
+        if tracker.info is None or not tracker.age_known or tracker.pushed in _ENDED:
             return anyio.current_time()
         return self._next_look(tracker, anyio.current_time() - tracker.born)
 
     def _next_look(self, tracker: _Tracker, age: float) -> float:
+        now = tracker.born + age
+        if tracker.pushed in _ENDED:
+            # A callback said it ended and Akool's info does not show it yet: look again soon.
+            return now + self.planner.quadrant_recheck()
+        if tracker.webhook and self.push_healthy:
+            # The callback will say when it ends; polls are only a safety net for a lost one.
+            end = tracker.born + self.planner.quantile(tracker.job_kind, _SAFETY_NET_QUANTILE)
+            return end if now < end else now + SAFETY_NET_INTERVAL
         next_age = self.planner.next_age(tracker.job_kind, age, age_known=tracker.age_known)
         return tracker.born + next_age
+
+    def _missed_push(self, tracker: _Tracker) -> None:
+        """A safety-net poll found a job ended that no callback announced."""
+        if not tracker.webhook or tracker.pushed is not None or not self.push_healthy:
+            return
+        self._missed_pushes += 1
+        if self._missed_pushes < _MISSES_BEFORE_POLLING:
+            return
+        self.push_healthy = False
+        logger.warning(
+            "%d jobs ended without a webhook callback: polling as usual until callbacks arrive",
+            self._missed_pushes,
+        )
+        now = anyio.current_time()
+        for other in self.trackers.values():
+            if other.webhook and self._wanted(other) and other.due is not None:
+                self._schedule(other, min(other.due, self._next_look(other, now - other.born)))
 
     # -- one poll ---------------------------------------------------------------------------
 
@@ -407,6 +469,8 @@ class Engine:
         changed = previous is None or previous.status is not info.status
         if changed and info.status in _PENDING_EVENTS:
             self._emit(JobEvent(tracker.id, _PENDING_EVENTS[info.status], info, now))
+        if info.status in _ENDED:
+            self._missed_push(tracker)
         if info.status is ImageStatus.FAILED:
             self._emit(JobEvent(tracker.id, "failed", info, now))
             self._finish(tracker, JobFailed(info))

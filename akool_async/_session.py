@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import anyio
 import anyio.abc
@@ -30,6 +30,10 @@ from ._polling import JobKind, Planner, PollPolicy
 from ._retry import RetryPolicy
 from ._validate import check_button, check_image_id, check_prompt, check_scale, check_url
 from ._wire import Wire
+from .webhooks._verify import DEFAULT_TOLERANCE
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookEvent, WebhookReceiver
 
 __all__ = ["NOT_GIVEN", "AkoolSession", "NotGiven"]
 
@@ -39,6 +43,8 @@ CREATE_BY_PROMPT: Final = "/api/open/v3/content/image/createbyprompt"
 CREATE_BY_BUTTON: Final = "/api/open/v3/content/image/createbybutton"
 IMAGE_INFO: Final = "/api/open/v3/content/image/infobymodelid"
 CREDIT_INFO: Final = "/api/open/v3/faceswap/quota/info"
+WEBHOOK_PATH: Final = "/akool/webhook"
+"""Where a session listening for callbacks (``webhook_listen``) receives them."""
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 """Per-request timeouts of a session's own client: 10 s to connect, 30 s for the rest."""
@@ -74,6 +80,27 @@ def _check_limits(rate: object, concurrent: object, jobs: object) -> None:
         raise InvalidInput(f"requests_per_second must be a number > 0 or None (got {rate!r})")
     _whole("max_concurrent_requests", concurrent)
     _whole("max_jobs_in_flight", jobs)
+
+
+def _check_listen(listen: object) -> tuple[str, int] | None:
+    if listen is None:
+        return None
+    parts: tuple[object, ...] = (
+        tuple(cast("tuple[object, ...]", listen)) if isinstance(listen, tuple) else ()
+    )
+    if len(parts) == 2:  # noqa: PLR2004 - (host, port)
+        host, port = parts
+        if (
+            isinstance(host, str)
+            and host
+            and isinstance(port, int)
+            and not isinstance(port, bool)
+            and 0 <= port <= 65535  # noqa: PLR2004 - the highest TCP port
+        ):
+            return host, port
+    raise InvalidInput(
+        f"webhook_listen must be (host, port), e.g. ('127.0.0.1', 0) (got {listen!r})"
+    )
 
 
 def _whole(name: str, value: object) -> int:
@@ -118,8 +145,9 @@ class AkoolSession:
     Args:
         api_key: Akool API key (the dashboard's key, the same value as the client secret).
         token: A bearer token from getToken.
-        client_id: Client id, for getToken (and, later, webhook verification).
-        client_secret: Client secret, for getToken (and, later, webhook verification).
+        client_id: Client id, for getToken, and to verify webhook callbacks.
+        client_secret: Client secret, for getToken, and to open webhook callbacks. Next to an
+            api key, client credentials only verify callbacks; requests use the key.
         base_url: The API root; default ``AKOOL_BASE_URL``, else ``https://openapi.akool.com``.
             A passed ``http_client``'s own ``base_url`` is used when this is not given.
         timeout: Per-request timeouts, in seconds or as an ``httpx.Timeout``; ``None`` for none.
@@ -135,6 +163,14 @@ class AkoolSession:
             finished at once.
         on_event: Called with each `JobEvent` (created, queueing, processing, completed,
             failed) for progress bars and logs. It must not block.
+        webhook_listen: ``(host, port)`` to receive Akool's callbacks on, within the session
+            (asyncio and trio; port 0 picks a free one). Needs client credentials and the
+            ``webhooks`` extra. Creates then send `webhook_url` as ``webhookUrl``, and waits
+            resolve on the callback, with polls only as a slow safety net.
+        webhook_public_url: The URL Akool must call, when it is not the listening address
+            (behind a proxy or a tunnel, or with `webhook_app` mounted in your own app).
+        webhook_tolerance: Seconds a callback's timestamp may be away from this machine's
+            clock; None accepts any.
 
     Raises:
         MissingCredentials: No credentials given or found.
@@ -157,6 +193,9 @@ class AkoolSession:
         max_concurrent_requests: int = 16,
         max_jobs_in_flight: int = 100,
         on_event: Callable[[JobEvent], object] | None = None,
+        webhook_listen: tuple[str, int] | None = None,
+        webhook_public_url: str | None = None,
+        webhook_tolerance: float | None = DEFAULT_TOLERANCE,
     ) -> None:
         _check_limits(requests_per_second, max_concurrent_requests, max_jobs_in_flight)
         self._poll_policy = poll_policy if poll_policy is not None else PollPolicy()
@@ -179,6 +218,19 @@ class AkoolSession:
             self._timeout = httpx.Timeout(timeout) if timeout is not None else httpx.Timeout(None)
             self._request_timeout_given = True
         self._retry = retry if retry is not None else RetryPolicy()
+        self._webhook_listen = _check_listen(webhook_listen)
+        self._webhook_public_url = (
+            None
+            if webhook_public_url is None
+            else check_url("webhook_public_url", webhook_public_url)
+        )
+        self._webhook_tolerance = webhook_tolerance
+        self._webhook_app: WebhookReceiver | None = None
+        self._listening_url: str | None = None
+        self._webhook_group: anyio.abc.TaskGroup | None = None
+        self._webhook_stop = anyio.Event()
+        if self._webhook_listen is not None or self._webhook_public_url is not None:
+            self._webhook_app = self._make_webhook_app()
         self._given_client = http_client
         self._client: httpx.AsyncClient | None = None
         self._wire: Wire | None = None
@@ -209,6 +261,61 @@ class AkoolSession:
     def status_requests(self) -> int:
         """How many status reads the engine has sent so far."""
         return self._engine.status_requests if self._engine is not None else 0
+
+    @property
+    def webhook_url(self) -> str | None:
+        """The URL creates send as ``webhookUrl``: `webhook_public_url`, else the address the
+        session listens on (known once it is open); None without webhooks."""
+        return self._webhook_public_url or self._listening_url
+
+    @property
+    def webhook_app(self) -> WebhookReceiver:
+        """The ASGI app that receives Akool's callbacks for this session's jobs.
+
+        Mount it in your web app (``app.mount("/akool/webhook", session.webhook_app)``) and
+        give its public URL as ``webhook_public_url``; ``webhook_listen`` serves it for you.
+
+        Raises:
+            InvalidInput: The session has no client id and secret to verify callbacks with.
+        """
+        if self._webhook_app is None:
+            self._webhook_app = self._make_webhook_app()
+        return self._webhook_app
+
+    def _make_webhook_app(self) -> WebhookReceiver:
+        from .webhooks import WebhookReceiver, WebhookVerifier  # noqa: PLC0415 - cryptography is optional
+
+        credentials = self._credentials
+        if credentials.client_id is None or credentials.client_secret is None:
+            raise InvalidInput(
+                "webhooks need client_id and client_secret: Akool signs its callbacks with the "
+                "client id and encrypts them with the client secret (an api key can still "
+                "authenticate the requests)"
+            )
+        verifier = WebhookVerifier(
+            credentials.client_id,
+            credentials.client_secret.reveal(),
+            tolerance=self._webhook_tolerance,
+        )
+        return WebhookReceiver(verifier, self._on_callback)
+
+    def _on_callback(self, event: WebhookEvent) -> None:
+        engine = self._engine
+        if engine is None or not engine.push(event.id, event.status):
+            logger.debug(
+                "webhook callback for job %s, which this session does not follow", event.id
+            )
+
+    async def _serve_webhooks(
+        self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        from ._serve import serve_asgi  # noqa: PLC0415 - hypercorn is optional
+
+        assert self._webhook_listen is not None  # noqa: S101 - only started when asked for
+        host, port = self._webhook_listen
+        async with serve_asgi(self.webhook_app, host=host, port=port) as url:
+            task_status.started(f"{url}{WEBHOOK_PATH}")
+            await self._webhook_stop.wait()
 
     @property
     def http_client(self) -> httpx.AsyncClient:
@@ -247,6 +354,8 @@ class AkoolSession:
             user_agent=f"akool-async/{__version__} httpx/{httpx.__version__}",
             pace=pace,
         )
+        if self._webhook_listen is not None:
+            await self._start_webhooks()
         # Every background task lives in this group; leaving the session cancels them all.
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -255,6 +364,26 @@ class AkoolSession:
         task_group.start_soon(self._engine.run)
         self._state = _State.OPEN
         return self
+
+    async def _start_webhooks(self) -> None:
+        # A group of its own, entered before the session's and left after it: the server is
+        # stopped by its shutdown trigger, never cancelled mid-request.
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._webhook_group = group
+        try:
+            self._listening_url = await group.start(self._serve_webhooks)
+        except BaseException:
+            self._webhook_stop.set()
+            await group.__aexit__(None, None, None)
+            self._webhook_group = None
+            client, self._client, self._wire = self._client, None, None
+            if client is not None and self._given_client is None:
+                with anyio.CancelScope(shield=True):
+                    await client.aclose()
+            self._state = _State.CLOSED
+            raise
+        logger.info("receiving webhook callbacks at %s", self._listening_url)
 
     async def __aexit__(
         self,
@@ -269,6 +398,10 @@ class AkoolSession:
         if task_group is not None:
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
+        webhooks, self._webhook_group = self._webhook_group, None
+        if webhooks is not None:
+            self._webhook_stop.set()
+            await webhooks.__aexit__(None, None, None)
         for stream in self._subscribers:
             stream.close()
         client, self._client, self._wire = self._client, None, None
@@ -332,13 +465,18 @@ class AkoolSession:
         body: dict[str, Any] = {"prompt": check_prompt(prompt), "scale": check_scale(scale).value}
         if source_image is not None:
             body["source_image"] = check_url("source_image", source_image)
-        if webhook_url is not None:
-            body["webhookUrl"] = check_url("webhook_url", webhook_url)
+        own = self._own_webhook(webhook_url)
+        if webhook_url is not None or own:
+            body["webhookUrl"] = check_url(
+                "webhook_url", self.webhook_url if webhook_url is None else webhook_url
+            )
         wire = self._require_wire()
         info = await wire.call(
             "POST", CREATE_BY_PROMPT, json_body=body, decode=_decode_info, paid=True
         )
-        self._require_engine().track(info.id, kind=JobKind.GRID, info=info, created=True)
+        self._require_engine().track(
+            info.id, kind=JobKind.GRID, info=info, created=True, webhook=own
+        )
         return info
 
     async def create_by_button(
@@ -368,15 +506,23 @@ class AkoolSession:
             "_id": check_image_id(image_id),
             "button": check_button(button).value,
         }
-        if webhook_url is not None:
-            body["webhookUrl"] = check_url("webhook_url", webhook_url)
+        own = self._own_webhook(webhook_url)
+        if webhook_url is not None or own:
+            body["webhookUrl"] = check_url(
+                "webhook_url", self.webhook_url if webhook_url is None else webhook_url
+            )
         wire = self._require_wire()
         info = await wire.call(
             "POST", CREATE_BY_BUTTON, json_body=body, decode=_decode_info, paid=True
         )
         kind = JobKind.UPSCALE if check_button(button).is_upscale else JobKind.VARIATION
-        self._require_engine().track(info.id, kind=kind, info=info, created=True)
+        self._require_engine().track(info.id, kind=kind, info=info, created=True, webhook=own)
         return info
+
+    def _own_webhook(self, webhook_url: str | None) -> bool:
+        """Whether a create goes out with this session's own webhook URL."""
+        own = self.webhook_url
+        return own is not None and (webhook_url is None or webhook_url == own)
 
     async def get_image_info(self, image_id: str) -> ImageInfo:
         """Read a job's current state (``infobymodelid``). Free; retried on transient failures.
