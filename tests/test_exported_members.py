@@ -84,3 +84,15 @@ def test_isort_style_key_orders_like_ruff() -> None:
     expected = ["API_KEY", "V2", "V10", "APIError", "AccountBanned", "Button", "X", "__version__"]
 
     assert expected == sorted(names, key=_isort_style_key)
+
+
+def test_webhook_exports_report_their_package() -> None:
+    """akool_async.webhooks' classes name it in reprs and docs; its __all__ is complete, sorted."""
+    from akool_async import webhooks  # noqa: PLC0415 - the subpackage under test
+
+    classes = [name for name in webhooks.__all__ if inspect.isclass(getattr(webhooks, name))]
+    public = {name for name, value in vars(webhooks).items() if _is_public_attribute(name, value)}
+
+    assert {"akool_async.webhooks"} == {getattr(webhooks, name).__module__ for name in classes}
+    assert public == set(webhooks.__all__)
+    assert sorted(webhooks.__all__, key=_isort_style_key) == list(webhooks.__all__)

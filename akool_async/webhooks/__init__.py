@@ -9,7 +9,7 @@ also ``AkoolSession.webhook_app``). Needs the ``webhooks`` extra (cryptography; 
 
 from __future__ import annotations
 
-from akool_async._public import report_public_module
+from akool_async._public import report_public_module as _report_public_module
 
 from ._receiver import WebhookReceiver
 from ._verify import (
@@ -29,4 +29,4 @@ __all__ = [
     "WebhookVerifier",
 ]
 
-report_public_module(globals(), __all__, __name__)
+_report_public_module(globals(), __all__, __name__)
