@@ -42,8 +42,14 @@ FIXED_TIMINGS = EmulatorTimings(
     ]
 )
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Every async test runs on asyncio and trio, both in virtual time: sleeps cost nothing."""
+    """Every async test runs on asyncio and trio, both in virtual time: sleeps cost nothing.
+
+    Tests marked ``real_time`` (real sockets, worker threads, child processes, whose waits a
+    virtual clock would skip past) run on plain loops instead.
+    """
     backend, options = request.param
+    if request.node.get_closest_marker("real_time") is not None:
+        return backend, {}
     if backend == "trio":
         # A fresh clock per test, so one test's virtual hours do not leak into the next.
         options = {"clock": trio.testing.MockClock(autojump_threshold=0)}

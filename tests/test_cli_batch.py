@@ -29,13 +29,8 @@ from akool_async.testing import AkoolEmulator, Faults
 TIME_SCALE = 0.005  # a grid in about 0.25 s
 POLICY = ak.PollPolicy(expected_duration=0.25, target_lag=0.05, min_interval=0.05)
 
-
-@pytest.fixture(
-    params=[pytest.param(("asyncio", {}), id="asyncio"), pytest.param(("trio", {}), id="trio")]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Real time: the journal's worker threads would let a virtual clock run ahead."""
-    return request.param
+# The journal writes from worker threads, which would let a virtual clock run ahead.
+pytestmark = pytest.mark.real_time
 
 
 class Events:

@@ -43,6 +43,9 @@ NOT_FOUND = (
     "The content you get does not exist\n"
 )
 
+# Real sockets and subprocesses need real time: plain loops, not the virtual clocks.
+pytestmark = pytest.mark.real_time
+
 
 def cli() -> list[str]:
     """The installed console script, or the module when the script is not beside Python."""
@@ -50,18 +53,6 @@ def cli() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "akool_async.cli"]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", dict[str, Any]()), id="asyncio"),
-        pytest.param(("trio", dict[str, Any]()), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Real sockets and subprocesses need real time: plain loops, not the virtual clocks."""
-    backend: tuple[str, dict[str, Any]] = request.param
-    return backend
 
 
 @pytest.fixture(autouse=True)

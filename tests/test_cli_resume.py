@@ -36,9 +36,13 @@ from akool_async._serve import Receive, Scope, Send, serve_asgi
 from akool_async.testing import TEST_API_KEY, AkoolEmulator, Faults
 from akool_async.testing._plan import draw
 
-pytestmark = pytest.mark.skipif(
-    sys.platform == "win32", reason="the runs are stopped with SIGKILL, which Windows lacks"
-)
+# Child processes and sockets need real time: plain loops, not the virtual clocks.
+pytestmark = [
+    pytest.mark.real_time,
+    pytest.mark.skipif(
+        sys.platform == "win32", reason="the runs are stopped with SIGKILL, which Windows lacks"
+    ),
+]
 
 _SCRIPT: Final = pathlib.Path(sys.executable).with_name("akool-async")
 COMMAND: Final = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "akool_async.cli"]
@@ -50,18 +54,6 @@ CHILD_TIMEOUT: Final = 60.0  # seconds one child may take before its test fails
 KILLED: Final = -signal.SIGKILL
 JOURNAL: Final = ".akool-journal.sqlite3"
 MANIFEST: Final = "manifest.jsonl"
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", dict[str, Any]()), id="asyncio"),
-        pytest.param(("trio", dict[str, Any]()), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Child processes and sockets need real time: plain loops, not the virtual clocks."""
-    backend: tuple[str, dict[str, Any]] = request.param
-    return backend
 
 
 # -- the gate in front of the emulator -----------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import anyio
 import httpx
@@ -12,17 +11,8 @@ import pytest
 
 from akool_async._serve import Receive, Scope, Send, serve_asgi
 
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", dict[str, Any]()), id="asyncio"),
-        pytest.param(("trio", dict[str, Any]()), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Real sockets need real time: these tests run on plain loops, not the virtual clocks."""
-    backend: tuple[str, dict[str, Any]] = request.param
-    return backend
+# Real sockets need real time: these tests run on plain loops, not the virtual clocks.
+pytestmark = pytest.mark.real_time
 
 
 class PathEcho:

@@ -20,7 +20,8 @@ import samples
 from akool_async.testing import AkoolEmulator
 from conftest import FIXED_TIMINGS as TIMINGS
 
-pytestmark = pytest.mark.anyio
+# Real time: these tests talk through a real socket.
+pytestmark = [pytest.mark.real_time, pytest.mark.anyio]
 
 API = "/api/open/v3"
 PROMPT = f"{API}/content/image/createbyprompt"
@@ -30,14 +31,6 @@ QUOTA = f"{API}/faceswap/quota/info"
 TOKEN = f"{API}/getToken"
 KEY = {"x-api-key": "emu-key"}
 SEVEN_DAYS = 7 * 24 * 3600.0
-
-
-@pytest.fixture(
-    params=[pytest.param(("asyncio", {}), id="asyncio"), pytest.param(("trio", {}), id="trio")]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """Real time: these tests talk through a real socket."""
-    return request.param  # type: ignore[no-any-return]
 
 
 class ManualClock:

@@ -31,17 +31,8 @@ LOST_ANSWER = (
 )
 INFO: dict[str, Any] = {"_id": "job-1", "image_status": 3, "image": "https://cdn.test/1.png"}
 
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", dict[str, Any]()), id="asyncio"),
-        pytest.param(("trio", dict[str, Any]()), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    """The journal works in real worker threads (and one test a real server): real time."""
-    backend: tuple[str, dict[str, Any]] = request.param
-    return backend
+# The journal works in real worker threads (and one test a real server): real time.
+pytestmark = pytest.mark.real_time
 
 
 def grid(key: str, row: int, prompt: str | None = None) -> PlannedTask:

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 from typing import Final
 
+from akool_async._argtypes import positive_number
 from akool_async._models import Scale
 
 __all__ = ["DEFAULT_TIME_SCALE", "PROG", "build_parser"]
 
 PROG: Final = "akool-async"
 DEFAULT_TIME_SCALE: Final = 0.02  # a 46 s grid takes about a second
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a number greater than 0 (got {text!r})"
-        ) from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0 (got {text})")
-    return value
 
 
 def _positive_int(text: str) -> int:
@@ -75,7 +63,7 @@ def _common() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--time-scale",
-        type=_positive_float,
+        type=positive_number,
         metavar="FACTOR",
         default=DEFAULT_TIME_SCALE,
         help="with --emulator: multiplies Akool's job durations (%(default)s: a grid in ~1 s)",
@@ -90,13 +78,13 @@ def _common() -> argparse.ArgumentParser:
     polling = common.add_argument_group("polling")
     polling.add_argument(
         "--expected-duration",
-        type=_positive_float,
+        type=positive_number,
         metavar="SECONDS",
         help="seconds a grid job is expected to take (default 45; scaled with --emulator)",
     )
     polling.add_argument(
         "--target-lag",
-        type=_positive_float,
+        type=positive_number,
         metavar="SECONDS",
         help="seconds by which 95%% of finished jobs should be noticed (default 2.75)",
     )
@@ -190,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait = commands.add_parser("wait", parents=[common], help="wait for a job to finish")
     wait.add_argument("id", help="the job's id")
     wait.add_argument(
-        "--timeout", type=_positive_float, metavar="SECONDS", help="give up after this many seconds"
+        "--timeout", type=positive_number, metavar="SECONDS", help="give up after this many seconds"
     )
     wait.add_argument(
         "--out", metavar="DIR", type=pathlib.Path, help="also download the result into this folder"

@@ -30,6 +30,7 @@ __all__ = [
 
 _STATES: Final = ("queued", "creating", "running", "downloading", "completed", "failed", "unknown")
 _PLAIN_EVERY: Final = 10.0  # seconds between progress lines in plain mode
+_SCREENFUL: Final = 20  # items of a list shown in the summary
 
 
 @attrs.frozen(kw_only=True)
@@ -89,25 +90,29 @@ class Summary:
                 f"{self.removed_rows} task(s) from earlier runs are no longer asked for: left "
                 "alone, still listed in the manifest with in_file false."
             )
-        if self.unknown:
-            lines.append(
-                f"{len(self.unknown)} create(s) may or may not have reached Akool (no job id was "
-                "recorded). Check your Akool account, then run the same command with "
-                "--resubmit-unknown to create them again (paying again if they did reach it):"
-            )
-            lines.extend(f"  {item}" for item in self.unknown[:20])
-            if len(self.unknown) > 20:  # noqa: PLR2004 - a screenful
-                lines.append(f"  ... and {len(self.unknown) - 20} more (see the manifest)")
-        if self.lost_presses:
-            lines.append(
-                f"{len(self.lost_presses)} button press(es) reached Akool but their answers were "
-                "lost: Akool has them as used (and charged), and offers no way to find the jobs "
-                "they made. They stay unknown:"
-            )
-            lines.extend(f"  {item}" for item in self.lost_presses[:20])
-            if len(self.lost_presses) > 20:  # noqa: PLR2004 - a screenful
-                lines.append(f"  ... and {len(self.lost_presses) - 20} more (see the manifest)")
+        lines += _listing(
+            self.unknown,
+            f"{len(self.unknown)} create(s) may or may not have reached Akool (no job id was "
+            "recorded). Check your Akool account, then run the same command with "
+            "--resubmit-unknown to create them again (paying again if they did reach it):",
+        )
+        lines += _listing(
+            self.lost_presses,
+            f"{len(self.lost_presses)} button press(es) reached Akool but their answers were "
+            "lost: Akool has them as used (and charged), and offers no way to find the jobs "
+            "they made. They stay unknown:",
+        )
         return lines
+
+
+def _listing(items: Sequence[str], heading: str) -> list[str]:
+    """A heading and the first screenful of ``items``; nothing when there are none."""
+    if not items:
+        return []
+    shown = [heading, *(f"  {item}" for item in items[:_SCREENFUL])]
+    if len(items) > _SCREENFUL:
+        shown.append(f"  ... and {len(items) - _SCREENFUL} more (see the manifest)")
+    return shown
 
 
 def write_out(stream: TextIO, text: str) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import signal
 import sys
 from collections.abc import Sequence
 
 import anyio
 
+from akool_async._argtypes import positive_number
 from akool_async.testing import TEST_API_KEY, TEST_CLIENT_ID, TEST_CLIENT_SECRET, AkoolEmulator
 
 __all__ = ["add_arguments", "main", "serve"]
@@ -33,18 +33,6 @@ def _port(text: str) -> int:
     if not 0 <= port <= MAX_PORT:
         raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_PORT} (got {port})")
     return port
-
-
-def _time_scale(text: str) -> float:
-    try:
-        scale = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a number greater than 0 (got {text!r})"
-        ) from None
-    if not (math.isfinite(scale) and scale > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0 (got {text})")
-    return scale
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-scale",
-        type=_time_scale,
+        type=positive_number,
         default=1.0,
         help="multiplies every job's duration: 0.01 makes a 40 s job take 0.4 s (%(default)s)",
     )
