@@ -283,10 +283,20 @@ class Engine:
             logger.info("webhook callbacks arrive again: polling only as a safety net")
         if status not in _ENDED or tracker.terminal:
             return True
+        now = anyio.current_time()
         tracker.pushed = status
+        if status is ImageStatus.COMPLETED and tracker.completed_seen is None:
+            tracker.completed_seen = now
         if tracker.interest > 0 and not tracker.in_flight:
-            self._schedule(tracker, anyio.current_time())
+            self._schedule(tracker, self._after_push(tracker, now))
         return True
+
+    def _after_push(self, tracker: _Tracker, now: float) -> float:
+        """When to read a job a callback said ended: a grid's quadrants trail its status 3."""
+        if tracker.pushed is ImageStatus.COMPLETED and tracker.job_kind is not JobKind.UPSCALE:
+            since = tracker.completed_seen if tracker.completed_seen is not None else now
+            return max(now, since + self.planner.quadrant_delay())
+        return now
 
     def close(self) -> None:
         """End every open round with `SessionClosed`; the jobs go on at Akool."""
@@ -376,9 +386,12 @@ class Engine:
             self._wake.set()
 
     def _first_look(self, tracker: _Tracker) -> float:
-        if tracker.info is None or not tracker.age_known or tracker.pushed in _ENDED:
-            return anyio.current_time()
-        return self._next_look(tracker, anyio.current_time() - tracker.born)
+        now = anyio.current_time()
+        if tracker.pushed in _ENDED:
+            return self._after_push(tracker, now)
+        if tracker.info is None or not tracker.age_known:
+            return now
+        return self._next_look(tracker, now - tracker.born)
 
     def _next_look(self, tracker: _Tracker, age: float) -> float:
         now = tracker.born + age

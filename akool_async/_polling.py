@@ -185,6 +185,17 @@ class Planner:
         typical = sorted(lags)[len(lags) // 2] if lags else self.gap
         return self._spread(max(self.policy.min_interval, min(self.gap, typical)))
 
+    def quadrant_delay(self) -> float:
+        """Seconds to wait after a grid's status 3 before the first look for its quadrants.
+
+        The typical lag learned so far (0 until five are seen), but never more than the gap
+        between looks: a waiter is then told within ``target_lag`` either way.
+        """
+        lags = sorted(self._quadrant_lags)
+        if len(lags) < 5:  # noqa: PLR2004 - too few to trust
+            return 0.0
+        return min(lags[len(lags) // 2], self.gap)
+
     def quadrant_limit(self) -> float:
         """How long to wait for quadrants after status 3 before returning what is there."""
         lags = sorted(self._quadrant_lags)
