@@ -273,7 +273,9 @@ class AkoolSession:
         """The ASGI app that receives Akool's callbacks for this session's jobs.
 
         Mount it in your web app (``app.mount("/akool/webhook", session.webhook_app)``) and
-        give its public URL as ``webhook_public_url``; ``webhook_listen`` serves it for you.
+        give its public URL as ``webhook_public_url`` (with Starlette's mounts, end it with a
+        slash: a POST to the bare mount point is answered with a redirect); ``webhook_listen``
+        serves it for you.
 
         Raises:
             InvalidInput: The session has no client id and secret to verify callbacks with.

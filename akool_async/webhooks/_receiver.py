@@ -40,6 +40,10 @@ class WebhookReceiver:
     app.mount("/akool/webhook", session.webhook_app)  # FastAPI / Starlette
     ```
 
+    Starlette answers a POST to a mount point without its trailing slash with a redirect, so
+    give Akool the URL with the slash (``https://example.com/akool/webhook/``), or add the
+    receiver as a route: ``app.add_route("/akool/webhook", receiver, methods=["POST"])``.
+
     Args:
         verifier: Checks and opens each callback.
         on_event: Called with each new event, synchronously, before the answer is sent; keep
