@@ -106,6 +106,22 @@ class Run:
         }
 
 
+async def generate_and_wait(session: ak.AkoolSession, batch: Sequence[str], run: Run) -> None:
+    """Create every prompt's job at once and wait for each; note when each was seen done."""
+
+    async def one(prompt: str) -> None:
+        try:
+            job = await session.generate(prompt)
+            await job.wait()
+            run.detected[job.id] = anyio.current_time()
+        except ak.AkoolError as error:
+            run.failures.append(f"{type(error).__name__}: {error}")
+
+    async with anyio.create_task_group() as task_group:
+        for prompt in batch:
+            task_group.start_soon(one, prompt)
+
+
 def _collect(run: Run, emulator: AkoolEmulator, started: float) -> Run:
     """Fill in lags, request counts and the true durations from the emulator's records."""
     run.virtual_seconds = anyio.current_time() - started
@@ -180,18 +196,7 @@ async def run_sdk(
             max_concurrent_requests=concurrency,
         ) as session,
     ):
-
-        async def one(prompt: str) -> None:
-            try:
-                job = await session.generate(prompt)
-                await job.wait()
-                run.detected[job.id] = anyio.current_time()
-            except ak.AkoolError as error:
-                run.failures.append(f"{type(error).__name__}: {error}")
-
-        async with anyio.create_task_group() as task_group:
-            for prompt in batch:
-                task_group.start_soon(one, prompt)
+        await generate_and_wait(session, batch, run)
         run.extra["session_status_requests"] = session.status_requests
     run.extra["poll_policy"] = {
         "expected_duration": policy.expected_duration,

@@ -74,6 +74,7 @@ from polling_efficiency import (
     _floats,
     fixed_point,
     floor_schedule,
+    generate_and_wait,
     run_fixed,
     simulate,
 )
@@ -159,18 +160,7 @@ async def run_webhook(
         ) as deliveries,
         emulator.running(webhook_client=deliveries),
     ):
-
-        async def one(prompt: str) -> None:
-            try:
-                job = await session.generate(prompt)
-                await job.wait()
-                run.detected[job.id] = anyio.current_time()
-            except ak.AkoolError as error:
-                run.failures.append(f"{type(error).__name__}: {error}")
-
-        async with anyio.create_task_group() as task_group:
-            for prompt in batch:
-                task_group.start_soon(one, prompt)
+        await generate_and_wait(session, batch, run)
         receiver = session.webhook_app
         run.extra["session_status_requests"] = session.status_requests
         run.extra["receiver"] = {
