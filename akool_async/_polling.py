@@ -181,8 +181,8 @@ class Planner:
 
     def quadrant_recheck(self) -> float:
         """Seconds until the next look at a grid that is completed but lacks its quadrants."""
-        lags = self._quadrant_lags
-        typical = sorted(lags)[len(lags) // 2] if lags else self.gap
+        typical = self._typical_quadrant_lag()
+        typical = self.gap if typical is None else typical
         return self._spread(max(self.policy.min_interval, min(self.gap, typical)))
 
     def quadrant_delay(self) -> float:
@@ -191,10 +191,14 @@ class Planner:
         The typical lag learned so far (0 until five are seen), but never more than the gap
         between looks: a waiter is then told within ``target_lag`` either way.
         """
-        lags = sorted(self._quadrant_lags)
-        if len(lags) < 5:  # noqa: PLR2004 - too few to trust
+        if len(self._quadrant_lags) < 5:  # noqa: PLR2004 - too few to trust
             return 0.0
-        return min(lags[len(lags) // 2], self.gap)
+        return min(self._typical_quadrant_lag() or 0.0, self.gap)
+
+    def _typical_quadrant_lag(self) -> float | None:
+        """The median quadrant lag seen so far; None before the first."""
+        lags = sorted(self._quadrant_lags)
+        return lags[len(lags) // 2] if lags else None
 
     def quadrant_limit(self) -> float:
         """How long to wait for quadrants after status 3 before returning what is there."""

@@ -379,10 +379,7 @@ class AkoolSession:
             self._webhook_stop.set()
             await group.__aexit__(None, None, None)
             self._webhook_group = None
-            client, self._client, self._wire = self._client, None, None
-            if client is not None and self._given_client is None:
-                with anyio.CancelScope(shield=True):
-                    await client.aclose()
+            await self._close_client()
             self._state = _State.CLOSED
             raise
         logger.info("receiving webhook callbacks at %s", self._listening_url)
@@ -406,6 +403,10 @@ class AkoolSession:
             await webhooks.__aexit__(None, None, None)
         for stream in self._subscribers:
             stream.close()
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        """Let go of the wire, and close the httpx client if the session made it."""
         client, self._client, self._wire = self._client, None, None
         if client is not None and self._given_client is None:
             with anyio.CancelScope(shield=True):
@@ -467,11 +468,9 @@ class AkoolSession:
         body: dict[str, Any] = {"prompt": check_prompt(prompt), "scale": check_scale(scale).value}
         if source_image is not None:
             body["source_image"] = check_url("source_image", source_image)
-        own = self._own_webhook(webhook_url)
-        if webhook_url is not None or own:
-            body["webhookUrl"] = check_url(
-                "webhook_url", self.webhook_url if webhook_url is None else webhook_url
-            )
+        callback_url, own = self._webhook_for(webhook_url)
+        if callback_url is not None:
+            body["webhookUrl"] = callback_url
         wire = self._require_wire()
         info = await wire.call(
             "POST", CREATE_BY_PROMPT, json_body=body, decode=_decode_info, paid=True
@@ -508,11 +507,9 @@ class AkoolSession:
             "_id": check_image_id(image_id),
             "button": check_button(button).value,
         }
-        own = self._own_webhook(webhook_url)
-        if webhook_url is not None or own:
-            body["webhookUrl"] = check_url(
-                "webhook_url", self.webhook_url if webhook_url is None else webhook_url
-            )
+        callback_url, own = self._webhook_for(webhook_url)
+        if callback_url is not None:
+            body["webhookUrl"] = callback_url
         wire = self._require_wire()
         info = await wire.call(
             "POST", CREATE_BY_BUTTON, json_body=body, decode=_decode_info, paid=True
@@ -521,10 +518,11 @@ class AkoolSession:
         self._require_engine().track(info.id, kind=kind, info=info, created=True, webhook=own)
         return info
 
-    def _own_webhook(self, webhook_url: str | None) -> bool:
-        """Whether a create goes out with this session's own webhook URL."""
+    def _webhook_for(self, webhook_url: str | None) -> tuple[str | None, bool]:
+        """The ``webhookUrl`` a create sends (checked), and whether it is the session's own."""
         own = self.webhook_url
-        return own is not None and (webhook_url is None or webhook_url == own)
+        url = own if webhook_url is None else check_url("webhook_url", webhook_url)
+        return url, own is not None and url == own
 
     async def get_image_info(self, image_id: str) -> ImageInfo:
         """Read a job's current state (``infobymodelid``). Free; retried on transient failures.
