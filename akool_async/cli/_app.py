@@ -41,7 +41,7 @@ from ._batch import (
     suffix_of,
 )
 from ._report import JsonReporter, PlainReporter, RichReporter, Summary, make_reporter, write_out
-from ._rows import Row, UsageError, parse_quadrants, plan_tasks, read_rows, slug
+from ._rows import Row, UsageError, check_row, parse_quadrants, plan_tasks, read_rows, slug
 
 __all__ = ["main"]
 
@@ -267,7 +267,7 @@ async def _drive(
 
 
 async def _release(lock: Any) -> None:
-    lock.release()
+    await anyio.to_thread.run_sync(lock.release)
 
 
 async def _lock(out: pathlib.Path) -> Any:
@@ -414,30 +414,17 @@ async def cmd_batch(options: argparse.Namespace) -> int:
 
 async def cmd_generate(options: argparse.Namespace) -> int:
     """``akool-async generate PROMPT``."""
+    fields = {
+        "prompt": options.prompt,
+        "scale": options.scale,
+        "source_image": options.source_image,
+    }
     try:
-        row = Row(
-            number=1,
-            line=1,
-            prompt=_checked_prompt(options.prompt),
-            scale=options.scale,
-            source_image=_checked_url(options.source_image),
-        )
+        row = check_row(1, 1, fields, options.scale, source_name="--source-image")
     except InvalidInput as error:
         raise UsageError(str(error)) from None
     options.concurrency = 1
     return await _run_batch(options, [row], out=options.out, journal_path=None, title="generate")
-
-
-def _checked_prompt(prompt: str) -> str:
-    from akool_async._validate import check_prompt  # noqa: PLC0415
-
-    return check_prompt(prompt).strip()
-
-
-def _checked_url(url: str | None) -> str | None:
-    from akool_async._validate import check_url  # noqa: PLC0415
-
-    return None if url is None else check_url("--source-image", url)
 
 
 async def cmd_demo(options: argparse.Namespace) -> int:

@@ -205,7 +205,7 @@ class BatchRunner:
         self.tally.tasks = len(self._planned)
         self.tally.todo = len(todo)
         for key in self._planned:
-            self.tally.states[self._display_state(key)] += 1
+            self.tally.states[self._display_state(key, needs_work=key in todo)] += 1
         grids = [key for key in self._planned if self.journal.tasks[key].parent_key is None]
         return [
             key
@@ -482,13 +482,11 @@ class BatchRunner:
 
     # -- the tally -------------------------------------------------------------------------------
 
-    def _display_state(self, key: str) -> str:
-        record = self.journal.tasks[key]
-        if record.state is TaskState.COMPLETED and not self._needs_work(key):
-            return "completed"
-        if record.state in {TaskState.FAILED, TaskState.UNKNOWN} and not self._needs_work(key):
-            return str(record.state.value)
-        return "queued"
+    def _display_state(self, key: str, *, needs_work: bool) -> str:
+        state = self.journal.tasks[key].state
+        if needs_work or state not in {TaskState.COMPLETED, TaskState.FAILED, TaskState.UNKNOWN}:
+            return "queued"
+        return str(state.value)
 
     def _move(self, record: TaskRecord, state: str) -> None:
         previous = self._shown.get(record.key, "queued")

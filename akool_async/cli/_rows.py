@@ -28,6 +28,7 @@ __all__ = [
     "MAX_REPORTED",
     "Row",
     "UsageError",
+    "check_row",
     "parse_quadrants",
     "plan_tasks",
     "read_rows",
@@ -89,7 +90,7 @@ def read_rows(path: pathlib.Path, *, default_scale: Scale) -> list[Row]:
     problems: list[str] = []
     for line, fields in raw:
         try:
-            rows.append(_check(len(rows) + 1, line, fields, default_scale))
+            rows.append(check_row(len(rows) + 1, line, fields, default_scale))
         except InvalidInput as error:
             problems.append(f"{path}, line {line}: {error}")
     if problems:
@@ -212,7 +213,20 @@ def _csv_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]]]
     return rows
 
 
-def _check(number: int, line: int, fields: dict[str, Any], default_scale: Scale) -> Row:
+def check_row(
+    number: int,
+    line: int,
+    fields: dict[str, Any],
+    default_scale: Scale,
+    *,
+    source_name: str = "source_image",
+) -> Row:
+    """One row's fields checked as Akool would check them; ``source_name`` names the field.
+
+    Raises:
+        InvalidInput: No or a blank prompt, an unknown scale, a source image that is not an
+            http(s) URL.
+    """
     prompt = fields.get("prompt")
     if prompt is None:
         raise InvalidInput("no prompt: every row needs one")
@@ -226,7 +240,7 @@ def _check(number: int, line: int, fields: dict[str, Any], default_scale: Scale)
         except InvalidInput:
             raise InvalidInput(f"scale {scale_value!r} is not one of {_SCALES}") from None
     source = fields.get("source_image")
-    source = check_url("source_image", source) if source not in {None, ""} else None
+    source = check_url(source_name, source) if source not in {None, ""} else None
     return Row(number=number, line=line, prompt=prompt, scale=scale, source_image=source)
 
 
