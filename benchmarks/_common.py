@@ -12,6 +12,7 @@ end; a watchdog thread notices that and cancels the phase, which then raises `St
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -67,6 +68,20 @@ class Stalled(RuntimeError):
             "resolve never lets MockClock jump); the phase was cancelled"
         )
         self.virtual_time = virtual_time
+
+
+def workload_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every polling workload shares: --jobs, --seed, --concurrency."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0] if doc else None)
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs created at once (1000)")
+    parser.add_argument("--seed", type=int, default=0, help="emulator seed (0)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="max_concurrent_requests of every session (64: nothing queues)",
+    )
+    return parser
 
 
 def note(message: str) -> None:

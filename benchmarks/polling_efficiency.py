@@ -55,6 +55,7 @@ from _common import (
     prompts,
     run_virtual,
     summary,
+    workload_parser,
 )
 
 import akool_async as ak
@@ -321,15 +322,7 @@ def cheapest_fixed(dense: Sequence[dict[str, Any]], lag_limit: float) -> dict[st
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--jobs", type=int, default=1000, help="jobs created at once (1000)")
-    parser.add_argument("--seed", type=int, default=0, help="emulator seed (0)")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=64,
-        help="max_concurrent_requests of every session (64: nothing queues)",
-    )
+    parser = workload_parser(__doc__)
     parser.add_argument(
         "--fixed-intervals",
         type=_floats,

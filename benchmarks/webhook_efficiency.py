@@ -65,6 +65,7 @@ from _common import (
     print_json,
     prompts,
     summary,
+    workload_parser,
 )
 from polling_efficiency import (
     BASELINE_INTERVAL,
@@ -197,15 +198,7 @@ async def run_webhook(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--jobs", type=int, default=1000, help="jobs created at once (1000)")
-    parser.add_argument("--seed", type=int, default=0, help="emulator seed (0)")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=64,
-        help="max_concurrent_requests of every session (64: nothing queues)",
-    )
+    parser = workload_parser(__doc__)
     parser.add_argument(
         "--skip-zero-lag",
         action="store_true",
