@@ -244,6 +244,9 @@ async def akool(
     return Run(status, stdout_path.read_text(), stderr_path.read_text())
 
 
+_END_GRACE: Final = 0.5  # seconds a condition gets to finish once the child has ended
+
+
 def kill(process: anyio.abc.Process) -> None:
     """SIGKILL, unless the process is already gone."""
     if process.returncode is None:
@@ -259,6 +262,10 @@ async def _first(condition: Callable[[], Awaitable[None]], process: anyio.abc.Pr
         async def watch() -> None:
             nonlocal ended
             await process.wait()
+            # A kill made by the condition itself (the gate's "kill" mode) can be seen here
+            # first; give the condition a moment to finish, so only a child that ended on its
+            # own counts as ending first.
+            await anyio.sleep(_END_GRACE)
             ended = True
             group.cancel_scope.cancel()
 
