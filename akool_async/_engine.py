@@ -42,10 +42,6 @@ INFO_PATH: Final = "/api/open/v3/content/image/infobymodelid"
 _ONE_ATTEMPT: Final = RetryPolicy(attempts=1)
 _RERANK_EVERY: Final = 1.0
 _MIN_SLEEP: Final = 1e-6
-SAFETY_NET_INTERVAL: Final = 30.0
-"""With webhooks: seconds between safety-net polls of a job past its expected end."""
-_SAFETY_NET_QUANTILE: Final = 0.99
-_MISSES_BEFORE_POLLING: Final = 2
 _ENDED: Final = frozenset({ImageStatus.COMPLETED, ImageStatus.FAILED})
 
 EventKind = Literal["created", "queueing", "processing", "completed", "failed"]
@@ -157,6 +153,10 @@ class _Tracker:
     def job_kind(self) -> JobKind:
         return self.kind if self.kind is not None else JobKind.GRID
 
+    @property
+    def looks(self) -> int:
+        return self.polls
+
 
 class Engine:
     """Tracks jobs, runs the poll loop, and resolves waiters. Owned by one `AkoolSession`."""
@@ -180,8 +180,15 @@ class Engine:
         self._closed = False
         self.status_requests = 0
         self.pushes = 0
-        self.push_healthy = True
-        self._missed_pushes = 0
+
+    @property
+    def push_healthy(self) -> bool:
+        """False while callbacks seem lost and jobs are polled as usual."""
+        return self.planner.push_healthy
+
+    @property
+    def _missed_pushes(self) -> int:
+        return self.planner.missed_pushes
 
     # -- tracking ---------------------------------------------------------------------------
 
@@ -277,9 +284,7 @@ class Engine:
         if tracker is None:
             return False
         self.pushes += 1
-        self._missed_pushes = 0
-        if not self.push_healthy:
-            self.push_healthy = True
+        if self.planner.push_arrived():
             logger.info("webhook callbacks arrive again: polling only as a safety net")
         if status not in _ENDED or tracker.terminal:
             return True
@@ -292,11 +297,12 @@ class Engine:
         return True
 
     def _after_push(self, tracker: _Tracker, now: float) -> float:
-        """When to read a job a callback said ended: a grid's quadrants trail its status 3."""
-        if tracker.pushed is ImageStatus.COMPLETED and tracker.job_kind is not JobKind.UPSCALE:
-            since = tracker.completed_seen if tracker.completed_seen is not None else now
-            return max(now, since + self.planner.quadrant_delay())
-        return now
+        return self.planner.after_push(
+            kind=tracker.job_kind,
+            completed=tracker.pushed is ImageStatus.COMPLETED,
+            completed_at=tracker.completed_seen if tracker.completed_seen is not None else now,
+            now=now,
+        )
 
     def close(self) -> None:
         """End every open round with `SessionClosed`; the jobs go on at Akool."""
@@ -336,21 +342,22 @@ class Engine:
     def _promote(self, now: float) -> None:
         """Move due heap entries into the ready queue, ranked by how likely they are done."""
         while self._heap and self._heap[0][0] <= now:
-            _, sequence, job_id = heapq.heappop(self._heap)
+            due, sequence, job_id = heapq.heappop(self._heap)
             tracker = self.trackers[job_id]
             if sequence != tracker.sequence:
                 continue  # superseded by a later schedule
             if not self._wanted(tracker):
                 tracker.due = None  # nobody waits any more: a new waiter schedules afresh
                 continue
+            if tracker.pushed is None and not (tracker.webhook and self.push_healthy):
+                later = self.planner.still_due(tracker, due, now)
+                if later is not None:  # the evidence moved this job's first look later
+                    self._schedule(tracker, later)
+                    continue
             heapq.heappush(self._ready, (-self._chance(tracker, now), sequence, job_id))
 
     def _chance(self, tracker: _Tracker, now: float) -> float:
-        """How likely the job finished since it was last seen unfinished."""
-        if not tracker.age_known:
-            return 0.5
-        last = tracker.last_unfinished_age or 0.0
-        return self.planner.priority(tracker.job_kind, last, now - tracker.born)
+        return self.planner.chance(tracker, now)
 
     def _rerank(self, now: float) -> None:
         """Rank waiting jobs by their chance *now*: it grows while they wait for a turn."""
@@ -391,36 +398,31 @@ class Engine:
             return self._after_push(tracker, now)
         if tracker.info is None or not tracker.age_known:
             return now
-        return self._next_look(tracker, now - tracker.born)
+        return self._next_look(tracker, now)
 
-    def _next_look(self, tracker: _Tracker, age: float) -> float:
-        now = tracker.born + age
+    def _next_look(self, tracker: _Tracker, now: float) -> float:
         if tracker.pushed in _ENDED:
             # A callback said it ended and Akool's info does not show it yet: look again soon.
             return now + self.planner.quadrant_recheck()
         if tracker.webhook and self.push_healthy:
             # The callback will say when it ends; polls are only a safety net for a lost one.
-            end = tracker.born + self.planner.quantile(tracker.job_kind, _SAFETY_NET_QUANTILE)
-            return end if now < end else now + SAFETY_NET_INTERVAL
-        next_age = self.planner.next_age(tracker.job_kind, age, age_known=tracker.age_known)
-        return tracker.born + next_age
+            return self.planner.safety_net(tracker, now)
+        return self.planner.next_look(tracker, now)
 
     def _missed_push(self, tracker: _Tracker) -> None:
         """A safety-net poll found a job ended that no callback announced."""
-        if not tracker.webhook or tracker.pushed is not None or not self.push_healthy:
+        if not tracker.webhook or tracker.pushed is not None:
             return
-        self._missed_pushes += 1
-        if self._missed_pushes < _MISSES_BEFORE_POLLING:
+        if not self.planner.push_missed():
             return
-        self.push_healthy = False
         logger.warning(
             "%d jobs ended without a webhook callback: polling as usual until callbacks arrive",
-            self._missed_pushes,
+            self.planner.missed_pushes,
         )
         now = anyio.current_time()
         for other in self.trackers.values():
             if other.webhook and self._wanted(other) and other.due is not None:
-                self._schedule(other, min(other.due, self._next_look(other, now - other.born)))
+                self._schedule(other, min(other.due, self._next_look(other, now)))
 
     # -- one poll ---------------------------------------------------------------------------
 
@@ -508,22 +510,30 @@ class Engine:
                 self._emit(JobEvent(tracker.id, "completed", info, now))
                 self._finish(tracker, info)
                 return
+            self._saw_running(tracker, age)
             self._reschedule(tracker, now + self.planner.quadrant_recheck())
             return
+        self._saw_running(tracker, age)
+        self._reschedule(tracker, self._next_look(tracker, now))
+
+    def _saw_running(self, tracker: _Tracker, age: float) -> None:
+        self.planner.saw_running(tracker, age)
         tracker.last_unfinished_age = age
-        self._reschedule(tracker, self._next_look(tracker, age))
 
     def _learn(self, tracker: _Tracker, age: float, now: float) -> None:
         if tracker.completed_seen is not None:
             self.planner.learn_quadrant_lag(now - tracker.completed_seen)
-        if tracker.age_known and tracker.last_unfinished_age is not None:
-            # It finished somewhere between the last unfinished look and this one.
-            self.planner.learn(tracker.job_kind, (tracker.last_unfinished_age + age) / 2)
+        self.planner.saw_done(tracker, age)
+        # A job seen done earlier than the law allowed pulls the held jobs of its kind forward.
+        for other in self.planner.moved_earlier():
+            if isinstance(other, _Tracker) and other is not tracker and self._wanted(other):
+                self._schedule(other, self._next_look(other, now))
 
     def _finish(self, tracker: _Tracker, outcome: ImageInfo | AkoolError) -> None:
         tracker.terminal = True
         tracker.due = None
         tracker.sequence += 1
+        self.planner.forget(tracker)
         self._end_round(tracker, outcome)
 
     def _end_round(self, tracker: _Tracker, outcome: ImageInfo | AkoolError) -> None:

@@ -1,43 +1,74 @@
-"""The poll planner: *when* to ask about which job, so few requests buy a small detection lag.
+"""The poll planner: every decision of *when* to read a job's status. Pure: fed plain facts.
 
-A job's duration (created -> result complete) is modelled as log-normal per kind of job (grid,
-upscale, variation), starting from `PollPolicy`'s prior and learning from the completions this
-session sees. From that model the planner derives a schedule per job:
+The engine executes; this module decides. A job's duration (created -> complete result) follows a
+law the session does not know in advance: Akool's timings vary by account, prompt, load and hour.
+So the planner learns it from every look (see `_estimate`: "not done at age a" counts, not only
+completions), and starts from a deliberately weak prior that only says where to begin.
 
-* no poll while completion is still improbable (before the duration's 3 % quantile);
-* polls every ``target_lag * 0.96 / 0.95`` seconds through the bulk of the distribution (up to
-  its 99 % quantile), so that about 95 % of jobs are noticed within ``target_lag``: the few
-  that finish before the first look spend the rest of the 5 %;
-* gaps that widen, up to ``max_interval``, in the unlikely tail;
-* quick polls once Akool says "completed" but the grid's four quadrants are not there yet.
+For a job whose age is known (this session created it):
 
-When requests are scarce (a rate limit), due polls are ranked by the probability that the job
-finished since it was last seen, so the budget goes where completions are likely.
+* **first look** at the age where the law says early finishers would otherwise be noticed late:
+  ``quantile(early) + gap``, where ``gap`` is the spacing that keeps a finished job's lag within
+  ``target_lag``. Until that age the job is *held*: its due time is re-evaluated when it comes,
+  so when evidence moves the law later, held jobs move later for free;
+* **sentinels**: while there is little evidence, a few of the held jobs are looked at early, every
+  ``gap``, so that a law far earlier than the prior shows up before the bulk is late. A finished
+  sentinel pulls every held job of its kind forward;
+* then a look every ``gap`` through the bulk, and widening gaps far in the fitted tail;
+* **self-check**: each completed job's lag is at most the time between its last "not done" read
+  and its "done" read. When more completed jobs than the law predicted were already done at their
+  first look, or the bounds' 95th percentile exceeds ``target_lag``, the law is wrong where it
+  matters: first looks move earlier (``early`` shrinks) until the evidence agrees again.
+
+Also here: the quick rechecks of a grid that says "completed" before its quadrants, the safety
+net under webhooks, backoff after failed reads, and the ranking of due reads when requests are
+scarce (the chance each job finished since it was last seen).
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 import random
-from statistics import NormalDist
-from typing import Final
+from collections.abc import Iterable
+from typing import Final, Protocol
 
 import attrs
 
 from ._errors import InvalidInput
+from ._estimate import Interval, LogNormalLaw, censored_fit, log_interval
 
-__all__ = ["JobKind", "Planner", "PollPolicy"]
+__all__ = ["JobFacts", "JobKind", "Planner", "PollPolicy"]
 
-_START_QUANTILE: Final = 0.03
-_BULK_END_QUANTILE: Final = 0.99
-# Polls every g seconds give the jobs finishing in the bulk (96 % of them) a detection lag uniform
-# in [0, g); g = target * 0.96 / 0.95 puts the 95th percentile of all jobs' lag at the target.
-_GAP_FACTOR: Final = 0.95 / (_BULK_END_QUANTILE - _START_QUANTILE)
-_PRIOR_WEIGHT: Final = 8.0
-# The spread of log(duration) before anything is learned: Akool's grids take 30 to 70 s.
-_PRIOR_SIGMA: Final = 0.22
-_MIN_SIGMA: Final = 0.05
+DEFAULT_EXPECTED_DURATION: Final = 40.0
+"""Where a cold start begins, in seconds, when `PollPolicy.expected_duration` is not given."""
+_PRIOR_SIGMA: Final = 0.5
+"""The prior's spread of log(duration), in the middle of what services of this kind show."""
+_HINT_SIGMA: Final = 0.3
+"""The prior's spread when the user gave `PollPolicy.expected_duration`."""
+_PRIOR_WEIGHT: Final = 2.0
+"""The prior counts as this many jobs: a handful of real ones overrule it."""
+_PRIOR_FADE: Final = 4.0
+"""Completions after which the prior counts half as much as at the start."""
+_EARLY: Final = 0.02
+"""The fraction of jobs the first look may find done more than a gap ago."""
+_MIN_EARLY: Final = 0.002
+_TAIL_QUANTILE: Final = 0.995
+_SAFETY_NET_QUANTILE: Final = 0.99
+SAFETY_NET_INTERVAL: Final = 30.0
+"""With webhooks: seconds between safety-net polls of a job past its expected end."""
+_MISSES_BEFORE_POLLING: Final = 2
+_SENTINEL_SHARE: Final = 0.08
+_SENTINELS_MIN: Final = 0
+_CONFIDENT_AFTER: Final = 20.0
+"""Completions of a kind (counted in jobs) after which no sentinels are needed."""
+_REFIT_SHARE: Final = 0.05
+_CHECK_WINDOW: Final = 200
+_CHECK_MIN: Final = 20
+_COMPLETED_KEPT: Final = 2000
+_QUADRANT_LAGS_KEPT: Final = 200
+_TRUSTED_QUADRANT_LAGS: Final = 5
 
 
 class JobKind(enum.Enum):
@@ -55,6 +86,11 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: object) -> No
         )
 
 
+def _positive_or_none(_: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if value is not None:
+        _positive(_, attribute, value)
+
+
 def _fraction(_: object, attribute: attrs.Attribute[float], value: object) -> None:
     if not (isinstance(value, int | float) and 0 <= value < 1):
         raise InvalidInput(f"PollPolicy.{attribute.name} must be from 0 up to 1 (got {value!r})")
@@ -65,24 +101,27 @@ class PollPolicy:
     """How the session polls for results.
 
     Attributes:
-        expected_duration: Prior for a grid job's duration in seconds, from create to complete
-            result. Follow-ups scale from it. Testing against a fast emulator? Set it small.
         target_lag: The detection lag to aim for, in seconds: about 95 % of jobs are noticed
-            within it. Smaller costs more requests. The default is a little under what
-            Akool's own demo (polling every 3 s) gives, at about half its requests.
-        upscale_factor: An upscale's expected duration as a fraction of a grid's.
+            within it of being complete, on any duration law, once the session has seen a
+            handful of jobs finish. Smaller costs more requests.
+        expected_duration: An optional hint, in seconds, for a grid job's duration (create to
+            complete result). Only where a cold start begins: the session learns the real law
+            from its first jobs and a wrong hint is overruled after a handful. None: 40 s, held
+            loosely.
+        upscale_factor: An upscale's expected duration as a fraction of a grid's, for the prior.
         variation_factor: A variation's expected duration as a fraction of a grid's.
         min_interval: Never poll one job more often than this, in seconds.
         max_interval: Never leave a waited-on job unpolled longer than this, in seconds.
         quadrant_timeout: Upper bound, in seconds, on waiting for a grid's quadrants after Akool
             says completed. Past the lag learned so far (times five, and at most this), `wait()`
             returns what is there and logs a warning.
-        jitter: Spread of each interval, as a fraction (0.1 = +-10 %), so polls do not bunch.
-        learn: Learn durations from the completions seen in this session.
+        jitter: Spread of first looks and of tail intervals, as a fraction of the gap, so the
+            polls of jobs created together do not bunch.
+        learn: Learn durations from what this session sees. False: the prior is the law.
     """
 
-    expected_duration: float = attrs.field(default=45.0, validator=_positive)
     target_lag: float = attrs.field(default=2.75, validator=_positive)
+    expected_duration: float | None = attrs.field(default=None, validator=_positive_or_none)
     upscale_factor: float = attrs.field(default=0.4, validator=_positive)
     variation_factor: float = attrs.field(default=0.85, validator=_positive)
     min_interval: float = attrs.field(default=0.25, validator=_positive)
@@ -99,85 +138,357 @@ class PollPolicy:
             )
 
 
-@attrs.define
-class _Estimate:
-    """A log-normal duration estimate: prior pseudo-observations plus what was seen."""
+class JobFacts(Protocol):
+    """What the planner needs to know about one job; the engine's tracker provides it."""
 
-    prior_mu: float
-    count: int = 0
-    log_sum: float = 0.0
-    log_square_sum: float = 0.0
+    @property
+    def born(self) -> float:
+        """Session clock when the job was created (or first seen)."""
+        ...
 
-    def add(self, seconds: float) -> None:
-        value = math.log(max(seconds, 1e-3))
-        self.count += 1
-        self.log_sum += value
-        self.log_square_sum += value * value
+    @property
+    def age_known(self) -> bool:
+        """True when this session created the job, so ``born`` is its creation."""
+        ...
 
-    def distribution(self) -> NormalDist:
-        """The normal distribution of log(duration)."""
-        weight = _PRIOR_WEIGHT + self.count
-        mu = (_PRIOR_WEIGHT * self.prior_mu + self.log_sum) / weight
-        # Pooled second moment about the blended mean: prior spread plus the observed one.
-        prior_part = _PRIOR_WEIGHT * (_PRIOR_SIGMA**2 + (self.prior_mu - mu) ** 2)
-        seen_part = self.log_square_sum - 2 * mu * self.log_sum + self.count * mu * mu
-        sigma = math.sqrt(max((prior_part + seen_part) / weight, _MIN_SIGMA**2))
-        return NormalDist(mu, sigma)
+    @property
+    def job_kind(self) -> JobKind: ...
+
+    @property
+    def looks(self) -> int:
+        """Status reads answered so far."""
+        ...
+
+    @property
+    def last_unfinished_age(self) -> float | None:
+        """Age at the last read that found it not done; None before any."""
+        ...
+
+
+class _KindModel:
+    """What is known about one kind of job: its censored looks and the law fitted to them."""
+
+    def __init__(self, prior_mu: float, prior_sigma: float, *, learn: bool) -> None:
+        self.prior_mu = prior_mu
+        self.prior_sigma = prior_sigma
+        self.learn = learn
+        self.looks: collections.Counter[Interval] = collections.Counter()
+        self.open: dict[int, Interval] = {}
+        self.first_look: dict[int, float] = {}
+        self.completed: collections.deque[Interval] = collections.deque()
+        self.completions = 0
+        self.law = LogNormalLaw(prior_mu, prior_sigma)
+        self._changes = 0
+        self.held: dict[int, JobFacts] = {}
+        self.sentinels: set[int] = set()
+        self.scheduled_start = 0.0
+        # The self-check: per completed job, (done at its first look, lag bound).
+        self.checks: collections.deque[tuple[bool, float, float]] = collections.deque(
+            maxlen=_CHECK_WINDOW
+        )
+        self.early = _EARLY
+        self.checked_at = 0
+
+    def _changed(self) -> None:
+        self._changes += 1
+        if self._changes >= max(1.0, _REFIT_SHARE * (self.completions + len(self.open))):
+            self.refit()
+
+    def refit(self) -> None:
+        self._changes = 0
+        if not self.learn:
+            return
+        # The prior fades as completions come: it only says where a cold start begins.
+        weight = _PRIOR_WEIGHT * _PRIOR_FADE / (_PRIOR_FADE + self.completions)
+        # Looks at running jobs place the law but cannot tell its spread (every spread explains
+        # "none of them is done yet"): the prior's spread holds until completions outweigh them.
+        spread_weight = _PRIOR_WEIGHT * (1 + len(self.open)) / (1 + self.completions)
+        self.law = censored_fit(
+            self.looks,
+            prior_mu=self.prior_mu,
+            prior_sigma=self.prior_sigma,
+            prior_weight=weight,
+            spread_weight=spread_weight,
+            start=self.law,
+        )
+
+    def running(self, key: int, age: float) -> None:
+        """Job ``key`` was not done at ``age``."""
+        self._drop_open(key)
+        self.first_look.setdefault(key, age)
+        interval = log_interval(age, None)
+        self.open[key] = interval
+        self.looks[interval] += 1
+        self._changed()
+
+    def done(self, key: int, last_unfinished: float | None, age: float) -> None:
+        """Job ``key`` was done at ``age``, not done at ``last_unfinished`` (None: never seen)."""
+        self._drop_open(key)
+        interval = log_interval(last_unfinished, age)
+        self.looks[interval] += 1
+        self.completed.append(interval)
+        self.completions += 1
+        if len(self.completed) > _COMPLETED_KEPT:
+            self._remove(self.completed.popleft())
+        if self.confident:
+            self._changed()
+        else:
+            self.refit()  # every early completion matters
+
+    def forget(self, key: int) -> None:
+        self._drop_open(key)
+        self.first_look.pop(key, None)
+        self.held.pop(key, None)
+        self.sentinels.discard(key)
+
+    def _drop_open(self, key: int) -> None:
+        interval = self.open.pop(key, None)
+        if interval is not None:
+            self._remove(interval)
+
+    def _remove(self, interval: Interval) -> None:
+        self.looks[interval] -= 1
+        if self.looks[interval] <= 0:
+            del self.looks[interval]
+
+    @property
+    def confident(self) -> bool:
+        return self.completions >= _CONFIDENT_AFTER
 
 
 class Planner:
-    """Plans polls from a `PollPolicy` and what the session has seen. Pure: no I/O, no clock."""
+    """Plans polls from a `PollPolicy` and what the session has seen. Pure: no I/O, no clock.
+
+    Every method that depends on time takes ``now`` (the session clock) as an argument.
+    """
 
     def __init__(self, policy: PollPolicy, *, rng: random.Random | None = None) -> None:
         self.policy = policy
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter
-        expected = policy.expected_duration
-        self._estimates = {
-            JobKind.GRID: _Estimate(math.log(expected)),
-            JobKind.UPSCALE: _Estimate(math.log(expected * policy.upscale_factor)),
-            JobKind.VARIATION: _Estimate(math.log(expected * policy.variation_factor)),
+        hinted = policy.expected_duration is not None
+        grid = policy.expected_duration if hinted else DEFAULT_EXPECTED_DURATION
+        assert grid is not None  # noqa: S101 - narrowed above
+        sigma = _HINT_SIGMA if hinted else _PRIOR_SIGMA
+        self._models = {
+            JobKind.GRID: _KindModel(math.log(grid), sigma, learn=policy.learn),
+            JobKind.UPSCALE: _KindModel(
+                math.log(grid * policy.upscale_factor), sigma, learn=policy.learn
+            ),
+            JobKind.VARIATION: _KindModel(
+                math.log(grid * policy.variation_factor), sigma, learn=policy.learn
+            ),
         }
-        self._quadrant_lags: list[float] = []
+        self._quadrant_lags: collections.deque[float] = collections.deque(
+            maxlen=_QUADRANT_LAGS_KEPT
+        )
+        self.push_healthy = True
+        self._missed_pushes = 0
+
+    # -- the law ----------------------------------------------------------------------------
 
     @property
     def gap(self) -> float:
-        """The interval between polls through the bulk of the distribution."""
-        return max(self.policy.min_interval, self.policy.target_lag / _GAP_FACTOR)
+        """The interval between looks through the bulk: a job finishing between two looks is
+        noticed at the second, within ``target_lag``."""
+        return max(self.policy.min_interval, self.policy.target_lag)
+
+    def law(self, kind: JobKind) -> LogNormalLaw:
+        """The duration law the planner currently believes for ``kind``."""
+        return self._models[kind].law
 
     def quantile(self, kind: JobKind, q: float) -> float:
         """The duration (seconds) a fraction ``q`` of jobs of ``kind`` finish within."""
-        return math.exp(self._estimates[kind].distribution().inv_cdf(q))
+        return self._models[kind].law.quantile(q)
 
     def cdf(self, kind: JobKind, age: float) -> float:
         """The probability a job of ``kind`` has finished by ``age`` seconds."""
-        if age <= 0:
-            return 0.0
-        return self._estimates[kind].distribution().cdf(math.log(age))
+        return self._models[kind].law.cdf(age)
 
-    def next_age(self, kind: JobKind, age: float, *, age_known: bool = True) -> float:
-        """The age at which to poll next, for a job last seen unfinished at ``age``.
+    def first_look_age(self, kind: JobKind) -> float:
+        """The age of a job's first regular look: early finishers then wait about a gap."""
+        model = self._models[kind]
+        return max(self.policy.min_interval, model.law.quantile(model.early) + self.gap)
 
-        Args:
-            kind: The job's kind.
-            age: Seconds since the job was created (or first seen), at the last look.
-            age_known: False for a job this session did not create: its true age is unknown, so
-                the schedule cannot skip ahead and polls at a steady, moderate pace instead.
+    # -- when -------------------------------------------------------------------------------
+
+    def first_look(self, job: JobFacts, now: float) -> float:
+        """When to look first at a job that has just become wanted (absolute session time)."""
+        if not job.age_known:
+            return now
+        return self.next_look(job, now)
+
+    def next_look(self, job: JobFacts, now: float) -> float:
+        """When to look next at a job last seen not done (or not yet seen), as of ``now``."""
+        age = now - job.born
+        if not job.age_known:
+            return now + self._steady(job.job_kind)
+        kind = job.job_kind
+        model = self._models[kind]
+        key = id(job)
+        start = self.first_look_age(kind)
+        if age < start - self.gap and (key in model.sentinels or job.last_unfinished_age is None):
+            if self._is_sentinel(model, key):
+                # Young sentinels look at ages spaced in proportion, so a law of a few seconds
+                # is caught as early as one of minutes is, relative to its length.
+                return now + max(self.policy.min_interval, min(self.gap, 0.25 * age))
+        if age < start - self.gap:
+            model.held[key] = job
+            model.scheduled_start = max(model.scheduled_start, start)
+            # The phase of a held job's first look is spread over a part of the gap, so jobs
+            # created together do not all ask at the same instant.
+            spread = self.gap * self.policy.jitter * self._rng.random()
+            return job.born + max(start - spread, age + self.gap)
+        model.held.pop(key, None)
+        model.sentinels.discard(key)
+        tail = model.law.quantile(_TAIL_QUANTILE)
+        if not model.confident or age < tail:
+            return now + self.gap
+        # Far past almost every job seen: widen the gap with how far past it the job is.
+        wider = min(self.policy.max_interval, max(self.gap, 0.5 * (age - tail) + self.gap))
+        return now + self._spread(wider)
+
+    def still_due(self, job: JobFacts, due: float, now: float) -> float | None:
+        """Re-check a due look: a later time when the evidence moved it, or None to look now.
+
+        Only held jobs move: once a job's regular looks began, they go on at the gap.
         """
-        policy = self.policy
-        gap = self.gap
-        if not age_known:
-            steady = max(gap, 0.1 * self.quantile(kind, 0.5))
-            return age + self._spread(min(steady, policy.max_interval))
-        start = self.quantile(kind, _START_QUANTILE)
-        # The first look is jittered around `start`; a job seen at or after the earliest
-        # jittered start has had its first look and goes on to the bulk schedule.
-        if age < start * (1 - policy.jitter / 4):
-            return start * (1 + self._rng.uniform(-policy.jitter, policy.jitter) / 4)
-        bulk_end = self.quantile(kind, _BULK_END_QUANTILE)
-        if age < bulk_end:
-            return age + self._spread(gap)
-        # In the unlikely tail, widen the gap with how far past the bulk the job is.
-        return age + self._spread(min(policy.max_interval, max(gap, 0.5 * (age - bulk_end) + gap)))
+        if not job.age_known:
+            return None
+        model = self._models[job.job_kind]
+        key = id(job)
+        if key not in model.held:
+            return None
+        start = job.born + self.first_look_age(job.job_kind)
+        if start > due + self.gap:
+            return self.next_look(job, now)
+        return None
+
+    def _is_sentinel(self, model: _KindModel, key: int) -> bool:
+        if key in model.sentinels:
+            return True
+        if model.confident or not self.policy.learn:
+            return False
+        wanted = max(_SENTINELS_MIN, int(_SENTINEL_SHARE * (len(model.held) + 1)))
+        if len(model.sentinels) < wanted:
+            model.held.pop(key, None)
+            model.sentinels.add(key)
+            return True
+        return False
+
+    def _steady(self, kind: JobKind) -> float:
+        """The pace for a job of unknown age: steady and moderate, since no law applies."""
+        steady = max(self.gap, 0.1 * self.quantile(kind, 0.5))
+        return self._spread(min(steady, self.policy.max_interval))
+
+    def safety_net(self, job: JobFacts, now: float) -> float:
+        """With webhooks, when to read a job in case its callback is lost."""
+        end = job.born + self.quantile(job.job_kind, _SAFETY_NET_QUANTILE)
+        return end if now < end else now + SAFETY_NET_INTERVAL
+
+    def after_push(self, *, kind: JobKind, completed: bool, completed_at: float, now: float) -> float:
+        """When to read a job a callback said ended: a grid's quadrants trail its status 3."""
+        if completed and kind is not JobKind.UPSCALE:
+            return max(now, completed_at + self.quadrant_delay())
+        return now
+
+    def chance(self, job: JobFacts, now: float) -> float:
+        """How likely the job finished since it was last seen unfinished: the ranking of due
+        reads when requests are scarce."""
+        if not job.age_known:
+            return 0.5
+        law = self._models[job.job_kind].law
+        last = job.last_unfinished_age or 0.0
+        done_before = law.cdf(last)
+        if done_before >= 1.0:
+            return 1.0
+        return max(0.0, (law.cdf(now - job.born) - done_before) / (1.0 - done_before))
+
+    def backoff(self, failures: int, retry_after: float | None) -> float:
+        """Seconds before polling again after ``failures`` failed status reads in a row."""
+        if retry_after is not None:
+            return min(max(retry_after, self.policy.min_interval), self.policy.max_interval)
+        # Capped before the power: a month-long outage must not overflow a float.
+        doublings = min(max(failures - 1, 0), 32)
+        return self._spread(min(self.policy.max_interval, self.gap * 2.0**doublings))
+
+    # -- what was seen ----------------------------------------------------------------------
+
+    def saw_running(self, job: JobFacts, age: float) -> None:
+        """A read found the job not done at ``age``."""
+        if job.age_known:
+            self._models[job.job_kind].running(id(job), age)
+
+    def saw_done(self, job: JobFacts, age: float) -> None:
+        """A read found the job's result complete at ``age``; the self-check runs on it."""
+        if not job.age_known:
+            return
+        model = self._models[job.job_kind]
+        last = job.last_unfinished_age
+        model.held.pop(id(job), None)
+        model.sentinels.discard(id(job))
+        first_look = last is None
+        first_age = age if first_look else model.first_look.pop(id(job), age)
+        model.done(id(job), last, age)
+        bound = age if first_look else age - last
+        model.checks.append((first_look, first_age, bound))
+        self._self_check(model)
+
+    def moved_earlier(self) -> list[JobFacts]:
+        """Held jobs whose first look the evidence moved earlier since they were scheduled.
+
+        The engine schedules each of them again with `next_look`.
+        """
+        moved: list[JobFacts] = []
+        for kind, model in self._models.items():
+            start = self.first_look_age(kind)
+            if model.held and start < model.scheduled_start - self.gap / 2:
+                moved.extend(model.held.values())
+                model.held.clear()
+                model.scheduled_start = 0.0
+        return moved
+
+    def forget(self, job: JobFacts) -> None:
+        """The job is no longer watched (ended, or nobody waits): drop what is kept per job."""
+        if job.age_known:
+            self._models[job.job_kind].forget(id(job))
+
+    def _self_check(self, model: _KindModel) -> None:
+        """Move first looks earlier when more jobs were done at their first look than the law
+        predicted: the law misses early finishers, whose lag nobody measured.
+
+        A job seen running before it was seen done has a known bound on its lag (the time
+        between those two reads, at most a gap). A job done at its first look has none: only
+        the law says how long it had been done. So the check counts those jobs and compares the
+        count with what the law predicts for their first-look ages; more than chance allows
+        means the law is wrong exactly where the lag promise is decided.
+        """
+        checks = model.checks
+        if len(checks) < _CHECK_MIN or model.completions - model.checked_at < _CHECK_MIN // 2:
+            return
+        model.checked_at = model.completions
+        law = model.law
+        observed = sum(1 for first, _, _ in checks if first)
+        expected = sum(law.cdf(age) for _, age, _ in checks)
+        # The first-look ages are those of jobs that finished, so F(age) over-predicts a bit:
+        # a conservative test, it tightens only on clear evidence.
+        slack = 2.0 * math.sqrt(expected) + 1.0
+        if observed > expected + slack:
+            model.early = max(_MIN_EARLY, model.early * 0.6)
+        elif observed < expected - slack and model.early < _EARLY:
+            model.early = min(_EARLY, model.early * 1.25)
+
+    def lag_bounds(self, kind: JobKind = JobKind.GRID) -> tuple[float, float]:
+        """The self-check's evidence: (share of recent completed jobs done at their first look,
+        95th percentile of the lag bounds of the others), for reports and tests."""
+        checks = self._models[kind].checks
+        if not checks:
+            return (0.0, 0.0)
+        bounds = sorted(bound for first, _, bound in checks if not first)
+        share = sum(1 for first, _, _ in checks if first) / len(checks)
+        p95 = bounds[min(len(bounds) - 1, int(0.95 * len(bounds)))] if bounds else 0.0
+        return (share, p95)
+
+    # -- grids' quadrants -------------------------------------------------------------------
 
     def quadrant_recheck(self) -> float:
         """Seconds until the next look at a grid that is completed but lacks its quadrants."""
@@ -191,48 +502,60 @@ class Planner:
         The typical lag learned so far (0 until five are seen), but never more than the gap
         between looks: a waiter is then told within ``target_lag`` either way.
         """
-        if len(self._quadrant_lags) < 5:  # noqa: PLR2004 - too few to trust
+        if len(self._quadrant_lags) < _TRUSTED_QUADRANT_LAGS:
             return 0.0
         return min(self._typical_quadrant_lag() or 0.0, self.gap)
 
     def _typical_quadrant_lag(self) -> float | None:
         """The median quadrant lag seen so far; None before the first."""
-        lags = sorted(self._quadrant_lags)
-        return lags[len(lags) // 2] if lags else None
+        return _median(self._quadrant_lags)
 
     def quadrant_limit(self) -> float:
         """How long to wait for quadrants after status 3 before returning what is there."""
         lags = sorted(self._quadrant_lags)
-        if len(lags) < 5:  # noqa: PLR2004 - too few to trust
+        if len(lags) < _TRUSTED_QUADRANT_LAGS:
             return self.policy.quadrant_timeout
         high = lags[int(0.95 * (len(lags) - 1))]
         return min(self.policy.quadrant_timeout, max(5 * high, 5 * self.gap))
-
-    def priority(self, kind: JobKind, last_age: float, age: float) -> float:
-        """The probability the job finished between ``last_age`` and ``age``, given it had not."""
-        done_before = self.cdf(kind, last_age)
-        if done_before >= 1.0:
-            return 1.0
-        return max(0.0, (self.cdf(kind, age) - done_before) / (1.0 - done_before))
-
-    def learn(self, kind: JobKind, duration: float) -> None:
-        """Record that a job of ``kind`` took about ``duration`` seconds."""
-        if self.policy.learn and duration > 0:
-            self._estimates[kind].add(duration)
 
     def learn_quadrant_lag(self, lag: float) -> None:
         """Record how long a grid's quadrants trailed its status 3."""
         if self.policy.learn and lag >= 0:
             self._quadrant_lags.append(lag)
-            del self._quadrant_lags[:-200]
 
-    def backoff(self, failures: int, retry_after: float | None) -> float:
-        """Seconds before polling again after ``failures`` failed status reads in a row."""
-        if retry_after is not None:
-            return min(max(retry_after, self.policy.min_interval), self.policy.max_interval)
-        return self._spread(min(self.policy.max_interval, self.gap * 2 ** (failures - 1)))
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def push_arrived(self) -> bool:
+        """A callback arrived; True when that ends a spell of polling for lost callbacks."""
+        self._missed_pushes = 0
+        if self.push_healthy:
+            return False
+        self.push_healthy = True
+        return True
+
+    def push_missed(self) -> bool:
+        """A safety-net read found a job ended with no callback; True when that switches the
+        session back to regular polling (two such jobs in a row)."""
+        if not self.push_healthy:
+            return False
+        self._missed_pushes += 1
+        if self._missed_pushes < _MISSES_BEFORE_POLLING:
+            return False
+        self.push_healthy = False
+        return True
+
+    @property
+    def missed_pushes(self) -> int:
+        """Jobs found ended by a safety-net read since the last callback."""
+        return self._missed_pushes
 
     def _spread(self, seconds: float) -> float:
         jitter = self.policy.jitter
         spread = seconds * (1 + self._rng.uniform(-jitter, jitter))
         return max(self.policy.min_interval, spread)
+
+
+
+def _median(values: Iterable[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None

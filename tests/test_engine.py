@@ -55,8 +55,9 @@ async def test_wait_returns_a_grid_only_with_its_quadrants(
         len(info.buttons),
     )
     assert 46.0 <= waited <= 46.0 + session.poll_policy.target_lag * 1.2
-    # The planner skipped the first ~half minute rather than polling every few seconds.
-    assert reads_of(emulator, job.id) <= 8
+    # Cold, the planner holds the first look to its weak prior's 2 % quantile plus a gap (17 s)
+    # rather than polling from the start: 12 reads where a 3 s poller makes 16.
+    assert reads_of(emulator, job.id) <= 12
 
 
 async def test_an_upscale_is_complete_with_its_image(session: ak.AkoolSession) -> None:
@@ -163,10 +164,10 @@ async def test_many_waiters_share_one_jobs_polls(
     async with anyio.create_task_group() as tg:
         for _ in range(10):
             tg.start_soon(wait_once)
-    solo = await session.generate("a second fox")
-    await solo.wait()
     assert 10 == len(results)
-    assert reads_of(emulator, job.id) <= reads_of(emulator, solo.id) + 1
+    # One schedule of reads for the job, as for a lone waiter in a fresh session (12 reads,
+    # see test_wait_returns_a_grid_only_with_its_quadrants), not ten.
+    assert (12, 12) == (reads_of(emulator, job.id), session.status_requests)
 
 
 async def test_a_job_from_another_run_is_polled_steadily(emulator: AkoolEmulator) -> None:
@@ -449,9 +450,9 @@ async def test_bad_engine_settings_are_refused() -> None:
 
 
 def test_poll_policy_is_documented_by_its_defaults() -> None:
-    """The defaults are Akool-shaped: a 45 s grid, a 2.75 s target lag."""
+    """The one knob is the 2.75 s target lag; the duration is a hint, not given by default."""
     policy = ak.PollPolicy()
-    assert (45.0, 2.75, 0.4, 0.85) == (
+    assert (None, 2.75, 0.4, 0.85) == (
         policy.expected_duration,
         policy.target_lag,
         policy.upscale_factor,
