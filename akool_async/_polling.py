@@ -66,7 +66,7 @@ _CONFIDENT_AFTER: Final = 20.0
 _REFIT_SHARE: Final = 0.05
 _CHECK_WINDOW: Final = 200
 _CHECK_MIN: Final = 20
-_COMPLETED_KEPT: Final = 2000
+_COMPLETED_KEPT: Final = 1000
 _QUADRANT_LAGS_KEPT: Final = 200
 _TRUSTED_QUADRANT_LAGS: Final = 5
 
@@ -234,6 +234,13 @@ class _KindModel:
             self._changed()
         else:
             self.refit()  # every early completion matters
+
+    def forget_older_half(self) -> None:
+        for _ in range(len(self.completed) // 2):
+            self._remove(self.completed.popleft())
+        for _ in range(len(self.checks) // 2):
+            self.checks.popleft()
+        self.refit()
 
     def forget(self, key: int) -> None:
         self._drop_open(key)
@@ -473,6 +480,10 @@ class Planner:
         # a conservative test, it tightens only on clear evidence.
         slack = 2.0 * math.sqrt(expected) + 1.0
         if observed > expected + slack:
+            if model.early <= _MIN_EARLY:
+                # First looks are as early as the law allows and still too late: the law itself
+                # has moved (Akool's timings change with load and hour). Forget the older half.
+                model.forget_older_half()
             model.early = max(_MIN_EARLY, model.early * 0.6)
         elif observed < expected - slack and model.early < _EARLY:
             model.early = min(_EARLY, model.early * 1.25)
