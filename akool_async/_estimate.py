@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import math
+from statistics import NormalDist
 from typing import Final
 
 __all__ = ["LogNormalLaw", "censored_fit"]
@@ -29,7 +30,8 @@ _MIN_SIGMA: Final = 0.03
 _MAX_SIGMA: Final = 2.5
 _SQRT2: Final = math.sqrt(2.0)
 _SQRT2PI: Final = math.sqrt(2.0 * math.pi)
-_TINY: Final = 1e-300
+_STANDARD: Final = NormalDist()
+_EDGE: Final = 1e-12
 
 Interval = tuple[float, float]
 """(low, high] bounds of log(duration); -inf and inf for censoring on one side."""
@@ -72,20 +74,8 @@ def _phi_pdf(z: float) -> float:
 
 
 def _phi_inv(q: float) -> float:
-    """The standard normal quantile (Acklam's rational approximation, refined by one Newton step)."""
-    q = min(max(q, 1e-12), 1 - 1e-12)
-    # Bisection would do; Newton on erfc from a logistic start converges in a few steps.
-    z = math.log(q / (1 - q)) * 0.6266570686577501  # sqrt(pi/8): logistic ~ normal
-    for _ in range(40):
-        error = _phi_cdf(z) - q
-        density = _phi_pdf(z)
-        if density < _TINY:
-            break
-        step = error / density
-        z -= max(-1.0, min(1.0, step))
-        if abs(step) < 1e-10:
-            break
-    return z
+    """The standard normal quantile, with q kept off 0 and 1."""
+    return _STANDARD.inv_cdf(min(max(q, _EDGE), 1 - _EDGE))
 
 
 def _truncated_moments(low: float, high: float) -> tuple[float, float, float]:
@@ -105,7 +95,7 @@ def _truncated_moments(low: float, high: float) -> tuple[float, float, float]:
             mass += _phi_cdf(high)
         pdf_high = _phi_pdf(high)
         high_term = high * pdf_high
-    if mass < 1e-12:
+    if mass < _EDGE:
         # Far out in a tail the interval's mass underflows: its point nearest the bulk stands in.
         edge = low if low > 0 else high
         return 0.0, edge, edge * edge + 1e-6
@@ -126,9 +116,9 @@ def censored_fit(
     """The log-normal law that best explains ``looks`` (intervals of log D with their counts).
 
     The prior counts as ``prior_weight`` jobs at ``prior_mu`` for the centre, and as
-    ``spread_weight`` jobs (default: ``prior_weight``) of spread ``prior_sigma`` for the spread. Each
-    iteration replaces every interval by the expected log D and log D^2 under the current law,
-    restricted to that interval (the EM algorithm for censored normal data).
+    ``spread_weight`` jobs (default: ``prior_weight``) of spread ``prior_sigma`` for the spread.
+    Each iteration replaces every interval by the expected log D and log D^2 under the current
+    law, restricted to that interval (the EM algorithm for censored normal data).
     """
     mu = start.mu if start is not None else prior_mu
     sigma = start.sigma if start is not None else prior_sigma
@@ -166,6 +156,10 @@ def log_interval(low_age: float | None, high_age: float | None) -> Interval:
     None on either side: censored on that side. Ages snap outward to the grid so that looks at
     nearly the same ages share one entry.
     """
-    low = -math.inf if not low_age or low_age <= 0 else math.floor(math.log(low_age) / _GRID) * _GRID
-    high = math.inf if high_age is None else math.ceil(math.log(max(high_age, 1e-3)) / _GRID) * _GRID
+    low = (
+        -math.inf if not low_age or low_age <= 0 else math.floor(math.log(low_age) / _GRID) * _GRID
+    )
+    high = (
+        math.inf if high_age is None else math.ceil(math.log(max(high_age, 1e-3)) / _GRID) * _GRID
+    )
     return (low, max(high, low + _GRID) if high != math.inf else high)

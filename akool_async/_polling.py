@@ -333,11 +333,11 @@ class Planner:
         model = self._models[kind]
         key = id(job)
         start = self.first_look_age(kind)
-        if age < start - self.gap and (key in model.sentinels or job.last_unfinished_age is None):
-            if self._is_sentinel(model, key):
-                # Young sentinels look at ages spaced in proportion, so a law of a few seconds
-                # is caught as early as one of minutes is, relative to its length.
-                return now + max(self.policy.min_interval, min(self.gap, 0.25 * age))
+        maybe_sentinel = key in model.sentinels or job.last_unfinished_age is None
+        if age < start - self.gap and maybe_sentinel and self._is_sentinel(model, key):
+            # Young sentinels look at ages spaced in proportion, so a law of a few seconds
+            # is caught as early as one of minutes is, relative to its length.
+            return now + max(self.policy.min_interval, min(self.gap, 0.25 * age))
         if age < start - self.gap:
             model.held[key] = job
             model.scheduled_start = max(model.scheduled_start, start)
@@ -392,7 +392,9 @@ class Planner:
         end = job.born + self.quantile(job.job_kind, _SAFETY_NET_QUANTILE)
         return end if now < end else now + SAFETY_NET_INTERVAL
 
-    def after_push(self, *, kind: JobKind, completed: bool, completed_at: float, now: float) -> float:
+    def after_push(
+        self, *, kind: JobKind, completed: bool, completed_at: float, now: float
+    ) -> float:
         """When to read a job a callback said ended: a grid's quadrants trail its status 3."""
         if completed and kind is not JobKind.UPSCALE:
             return max(now, completed_at + self.quadrant_delay())
@@ -433,11 +435,12 @@ class Planner:
         last = job.last_unfinished_age
         model.held.pop(id(job), None)
         model.sentinels.discard(id(job))
-        first_look = last is None
-        first_age = age if first_look else model.first_look.pop(id(job), age)
+        first_age = model.first_look.pop(id(job), age)
         model.done(id(job), last, age)
-        bound = age if first_look else age - last
-        model.checks.append((first_look, first_age, bound))
+        if last is None:
+            model.checks.append((True, age, age))
+        else:
+            model.checks.append((False, first_age, age - last))
         self._self_check(model)
 
     def moved_earlier(self) -> list[JobFacts]:
@@ -564,7 +567,6 @@ class Planner:
         jitter = self.policy.jitter
         spread = seconds * (1 + self._rng.uniform(-jitter, jitter))
         return max(self.policy.min_interval, spread)
-
 
 
 def _median(values: Iterable[float]) -> float | None:

@@ -85,9 +85,11 @@ def make_jobs(
 ) -> list[SimJob]:
     """``count`` jobs with durations from ``law``: all born at 0, or uniformly over a stream."""
     rng = random.Random(seed)
-    births = sorted(rng.uniform(0, stream_seconds) for _ in range(count)) if stream_seconds else [
-        0.0
-    ] * count
+    births = (
+        sorted(rng.uniform(0, stream_seconds) for _ in range(count))
+        if stream_seconds
+        else [0.0] * count
+    )
     return [SimJob(born=born, duration=max(0.05, law(rng))) for born in births]
 
 
@@ -99,8 +101,8 @@ def simulate(
     seed: int = 0,
 ) -> SimResult:
     """Run the planner's schedule over ``jobs`` until every one is noticed done."""
-    planner = planner if planner is not None else Planner(
-        policy or PollPolicy(), rng=random.Random(seed)
+    planner = (
+        planner if planner is not None else Planner(policy or PollPolicy(), rng=random.Random(seed))
     )
     heap: list[tuple[float, int, int]] = []
     order = {id(job): index for index, job in enumerate(jobs)}
@@ -114,7 +116,9 @@ def simulate(
     birth_index = 0
     result = SimResult(list(jobs), 0)
     while birth_index < len(pending_births) or heap:
-        next_birth = pending_births[birth_index].born if birth_index < len(pending_births) else math.inf
+        next_birth = (
+            pending_births[birth_index].born if birth_index < len(pending_births) else math.inf
+        )
         if next_birth <= (heap[0][0] if heap else math.inf):
             job = pending_births[birth_index]
             birth_index += 1

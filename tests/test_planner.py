@@ -11,11 +11,11 @@ import math
 import random
 
 import pytest
-from plannersim import SimJob, floor, lognormal, make_jobs, mixture, simulate
 
 import akool_async as ak
 from akool_async._estimate import censored_fit, log_interval
 from akool_async._polling import JobKind, Planner, PollPolicy
+from plannersim import SimJob, floor, lognormal, make_jobs, mixture, simulate
 
 TARGET = PollPolicy().target_lag
 
@@ -88,7 +88,7 @@ def test_the_self_check_tightens_first_looks_when_early_finishers_are_missed() -
     self-check moves first looks earlier, and the lag of the later jobs comes back."""
     planner = Planner(PollPolicy(), rng=random.Random(0))
     simulate(make_jobs(lognormal(60, 0.15), 300, seed=2, stream_seconds=1800), planner=planner)
-    early_before = planner._models[JobKind.GRID].early  # noqa: SLF001 - the mechanism itself
+    early_before = planner._models[JobKind.GRID].early
     first_look_before = planner.first_look_age(JobKind.GRID)
     shifted = make_jobs(
         mixture((0.2, lognormal(15, 0.1)), (0.8, lognormal(60, 0.15))),
@@ -99,7 +99,7 @@ def test_the_self_check_tightens_first_looks_when_early_finishers_are_missed() -
     for job in shifted:
         job.born += 1800
     result = simulate(shifted, planner=planner)
-    assert planner._models[JobKind.GRID].early < early_before  # noqa: SLF001
+    assert planner._models[JobKind.GRID].early < early_before
     assert planner.first_look_age(JobKind.GRID) < first_look_before - 3 * TARGET
     late_half = sorted(result.lags[len(result.lags) // 2 :])
     assert late_half[math.ceil(0.95 * len(late_half)) - 1] <= TARGET
