@@ -1,7 +1,8 @@
 """Shared pieces of the virtual-time benchmarks: the clock, the emulator, statistics, output.
 
-Not a benchmark itself. ``polling_efficiency.py`` and ``rate_budget.py`` import it as a sibling
-module (``python benchmarks/<name>.py`` puts this folder on ``sys.path``).
+Not a benchmark itself. ``polling_efficiency.py``, ``polling_family.py``, ``rate_budget.py`` and
+``webhook_efficiency.py`` import it as a sibling module (``python benchmarks/<name>.py`` puts this
+folder on ``sys.path``).
 
 Every benchmark phase runs in its own ``anyio.run`` on trio with
 ``trio.testing.MockClock(autojump_threshold=0)``: sleeps cost nothing, and the clock jumps to the
@@ -34,7 +35,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from trio.testing import MockClock
 
-from akool_async.testing import AkoolEmulator, Faults
+from akool_async.testing import AkoolEmulator, EmulatorTimings, Faults
 
 __all__ = [
     "REPO_ROOT",
@@ -70,10 +71,12 @@ class Stalled(RuntimeError):
         self.virtual_time = virtual_time
 
 
-def workload_parser(doc: str | None) -> argparse.ArgumentParser:
+def workload_parser(
+    doc: str | None, *, jobs: int = 1000, jobs_help: str = "jobs created at once"
+) -> argparse.ArgumentParser:
     """A parser with the options every polling workload shares: --jobs, --seed, --concurrency."""
     parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0] if doc else None)
-    parser.add_argument("--jobs", type=int, default=1000, help="jobs created at once (1000)")
+    parser.add_argument("--jobs", type=int, default=jobs, help=f"{jobs_help} ({jobs})")
     parser.add_argument("--seed", type=int, default=0, help="emulator seed (0)")
     parser.add_argument(
         "--concurrency",
@@ -136,9 +139,11 @@ def run_virtual(function: Callable[[], Awaitable[T]], *, stall_seconds: float = 
     return anyio.run(main, backend="trio", backend_options={"clock": clock})
 
 
-def make_emulator(seed: int, faults: Faults | None = None) -> AkoolEmulator:
-    """A fresh in-process emulator with Akool's realistic default timings."""
-    return AkoolEmulator(seed=seed, faults=faults)
+def make_emulator(
+    seed: int, faults: Faults | None = None, timings: EmulatorTimings | None = None
+) -> AkoolEmulator:
+    """A fresh in-process emulator, with Akool's realistic default timings unless told others."""
+    return AkoolEmulator(seed=seed, faults=faults, timings=timings)
 
 
 def prompts(count: int) -> list[str]:

@@ -59,7 +59,7 @@ from _common import (
 )
 
 import akool_async as ak
-from akool_async.testing import AkoolEmulator
+from akool_async.testing import AkoolEmulator, EmulatorTimings
 
 INFO: Final = "infobymodelid"
 BASELINE_INTERVAL: Final = 3.0
@@ -107,10 +107,22 @@ class Run:
         }
 
 
-async def generate_and_wait(session: ak.AkoolSession, batch: Sequence[str], run: Run) -> None:
-    """Create every prompt's job at once and wait for each; note when each was seen done."""
+async def generate_and_wait(
+    session: ak.AkoolSession,
+    batch: Sequence[str],
+    run: Run,
+    *,
+    arrivals: Sequence[float] | None = None,
+) -> None:
+    """Create every prompt's job and wait for each; note when each was seen done.
 
-    async def one(prompt: str) -> None:
+    Jobs are created at once, or with ``arrivals`` each that many seconds from now.
+    """
+    start = anyio.current_time()
+
+    async def one(prompt: str, arrival: float | None) -> None:
+        if arrival is not None:
+            await anyio.sleep_until(start + arrival)
         try:
             job = await session.generate(prompt)
             await job.wait()
@@ -119,8 +131,13 @@ async def generate_and_wait(session: ak.AkoolSession, batch: Sequence[str], run:
             run.failures.append(f"{type(error).__name__}: {error}")
 
     async with anyio.create_task_group() as task_group:
-        for prompt in batch:
-            task_group.start_soon(one, prompt)
+        for prompt, arrival in zip(batch, _arrivals(batch, arrivals), strict=True):
+            task_group.start_soon(one, prompt, arrival)
+
+
+def _arrivals(batch: Sequence[str], arrivals: Sequence[float] | None) -> Sequence[float | None]:
+    """Each job's creation time from the start, or None for "at once"."""
+    return [None] * len(batch) if arrivals is None else arrivals
 
 
 def _collect(run: Run, emulator: AkoolEmulator, started: float) -> Run:
@@ -148,9 +165,21 @@ def _collect(run: Run, emulator: AkoolEmulator, started: float) -> Run:
     return run
 
 
-async def run_fixed(interval: float, batch: Sequence[str], seed: int, concurrency: int) -> Run:
-    """The naive loop per job: create, then sleep(interval) + get_image_info until complete."""
-    emulator = make_emulator(seed)
+async def run_fixed(
+    interval: float,
+    batch: Sequence[str],
+    seed: int,
+    concurrency: int,
+    *,
+    timings: EmulatorTimings | None = None,
+    arrivals: Sequence[float] | None = None,
+) -> Run:
+    """The naive loop per job: create, then sleep(interval) + get_image_info until complete.
+
+    Against Akool's default timings unless told others; jobs created at once, or with
+    ``arrivals`` each that many seconds after the start.
+    """
+    emulator = make_emulator(seed, timings=timings)
     run = Run(f"fixed_{interval:g}s", jobs=len(batch))
     started = anyio.current_time()
     async with (
@@ -160,7 +189,9 @@ async def run_fixed(interval: float, batch: Sequence[str], seed: int, concurrenc
         ) as session,
     ):
 
-        async def one(prompt: str) -> None:
+        async def one(prompt: str, arrival: float | None) -> None:
+            if arrival is not None:
+                await anyio.sleep_until(started + arrival)
             try:
                 info = await session.create_by_prompt(prompt)
                 while True:
@@ -176,16 +207,24 @@ async def run_fixed(interval: float, batch: Sequence[str], seed: int, concurrenc
                 run.failures.append(f"{type(error).__name__}: {error}")
 
         async with anyio.create_task_group() as task_group:
-            for prompt in batch:
-                task_group.start_soon(one, prompt)
+            for prompt, arrival in zip(batch, _arrivals(batch, arrivals), strict=True):
+                task_group.start_soon(one, prompt, arrival)
     return _collect(run, emulator, started)
 
 
 async def run_sdk(
-    policy: ak.PollPolicy, batch: Sequence[str], seed: int, concurrency: int, name: str
+    policy: ak.PollPolicy,
+    batch: Sequence[str],
+    seed: int,
+    concurrency: int,
+    name: str,
+    *,
+    timings: EmulatorTimings | None = None,
+    arrivals: Sequence[float] | None = None,
 ) -> Run:
-    """The SDK: generate, then ``await job.wait()``, one task per job."""
-    emulator = make_emulator(seed)
+    """The SDK: generate, then ``await job.wait()``, one task per job (timings and arrivals as
+    for `run_fixed`)."""
+    emulator = make_emulator(seed, timings=timings)
     run = Run(name, jobs=len(batch))
     started = anyio.current_time()
     async with (
@@ -197,7 +236,7 @@ async def run_sdk(
             max_concurrent_requests=concurrency,
         ) as session,
     ):
-        await generate_and_wait(session, batch, run)
+        await generate_and_wait(session, batch, run, arrivals=arrivals)
         run.extra["session_status_requests"] = session.status_requests
     run.extra["poll_policy"] = {
         "expected_duration": policy.expected_duration,

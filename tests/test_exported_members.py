@@ -96,3 +96,15 @@ def test_webhook_exports_report_their_package() -> None:
     assert {"akool_async.webhooks"} == {getattr(webhooks, name).__module__ for name in classes}
     assert public == set(webhooks.__all__)
     assert sorted(webhooks.__all__, key=_isort_style_key) == list(webhooks.__all__)
+
+
+def test_testing_exports_report_their_package() -> None:
+    """akool_async.testing's classes name it in reprs and docs; its __all__ is complete, sorted."""
+    from akool_async import testing  # noqa: PLC0415 - the subpackage under test
+
+    classes = [name for name in testing.__all__ if inspect.isclass(getattr(testing, name))]
+    public = {name for name, value in vars(testing).items() if _is_public_attribute(name, value)}
+
+    assert {"akool_async.testing"} == {getattr(testing, name).__module__ for name in classes}
+    assert public == set(testing.__all__)
+    assert sorted(testing.__all__, key=_isort_style_key) == list(testing.__all__)

@@ -28,7 +28,7 @@ from ._emulator import (
     RecordedRequest,
 )
 from ._jobs import EmulatedJob, JobKind
-from ._plan import Duration, EmulatorTimings, Faults
+from ._plan import Duration, DurationLaw, EmulatorTimings, Faults, Mixture, Pareto
 
 __all__ = [
     "TEST_API_KEY",
@@ -38,11 +38,14 @@ __all__ = [
     "DeliveryAttempt",
     "DeliveryPolicy",
     "Duration",
+    "DurationLaw",
     "EmulatedDisconnect",
     "EmulatedJob",
     "EmulatorTimings",
     "Faults",
     "JobKind",
+    "Mixture",
+    "Pareto",
     "RecordedRequest",
 ]
 

@@ -10,13 +10,24 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from typing import Final, Literal, get_args
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
 import attrs
 
 from akool_async._errors import InvalidInput
 
-__all__ = ["Duration", "EmulatorTimings", "FaultKind", "Faults", "draw", "rng_for"]
+__all__ = [
+    "Duration",
+    "DurationLaw",
+    "EmulatorTimings",
+    "FaultKind",
+    "Faults",
+    "Mixture",
+    "Pareto",
+    "draw",
+    "rng_for",
+]
 
 FaultKind = Literal[
     "too_many_requests",
@@ -78,22 +89,145 @@ class Duration:
         return max(self.minimum, value)
 
 
+def _positive_finite(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise InvalidInput(f"{name} must be a number greater than 0 (got {value!r})")
+
+
+def _pareto_maximum(instance: Pareto, _: object, value: float | None) -> None:
+    if value is not None and not instance.minimum <= value < math.inf:
+        raise InvalidInput(
+            f"Pareto.maximum must be None or at least minimum={instance.minimum!r} (got {value!r})"
+        )
+
+
+# Beyond exp(700) a float overflows: a draw that far out is "never", and stays finite.
+_LARGEST_EXPONENT: Final = 700.0
+
+
+@attrs.frozen
+class Pareto:
+    """A heavy-tailed duration in seconds: a Pareto law from ``minimum``, cut at ``maximum``.
+
+    The chance that a draw exceeds ``x`` is ``(minimum / x) ** shape``: with ``shape=1.5``, one
+    draw in 32 is over 10 times the minimum and one in 1,000 over 100 times. Half the draws are
+    under ``minimum * 2 ** (1 / shape)``. Mixed with a `Duration` in a `Mixture`, it gives a
+    log-normal body with a long tail: ``Mixture([(0.85, Duration(20, 0.3)), (0.15,
+    Pareto(40, 1.5, maximum=1800))])``.
+
+    Attributes:
+        minimum: The shortest duration drawn (the law's scale), greater than 0.
+        shape: The tail index, greater than 0: the smaller, the heavier the tail. At 2 or less
+            the variance is infinite, at 1 or less the mean too.
+        maximum: The longest duration drawn (longer draws are cut to it), or None for no bound.
+    """
+
+    minimum: float = attrs.field(
+        validator=lambda _, __, value: _positive_finite("Pareto.minimum", value)
+    )
+    shape: float = attrs.field(
+        default=1.5, validator=lambda _, __, value: _positive_finite("Pareto.shape", value)
+    )
+    maximum: float | None = attrs.field(default=None, validator=_pareto_maximum)
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw."""
+        # 1 - random() lies in (0, 1], so its logarithm is finite and at most 0.
+        exponent = -math.log(1.0 - rng.random()) / self.shape
+        value = self.minimum * math.exp(min(exponent, _LARGEST_EXPONENT))
+        return value if self.maximum is None else min(value, self.maximum)
+
+
+def _weight(value: object) -> float:
+    _positive_finite("a Mixture weight", value)
+    return float(cast("float", value))
+
+
+def _components(
+    value: Iterable[tuple[float, DurationLaw]],
+) -> tuple[tuple[float, DurationLaw], ...]:
+    # Checked as whatever a caller may really pass, not as annotated.
+    given = cast("object", value)
+    example = "e.g. Mixture([(0.7, Duration(30, 0.2)), (0.3, Duration(110, 0.2))])"
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise InvalidInput(
+            f"Mixture takes a list of (weight, law) pairs, {example} (got {given!r})"
+        )
+    pairs: list[tuple[float, DurationLaw]] = []
+    for pair in cast("Iterable[object]", given):
+        items = cast("Sequence[object]", pair) if isinstance(pair, tuple | list) else ()
+        if len(items) != 2:  # noqa: PLR2004 - a pair
+            raise InvalidInput(
+                f"each Mixture component is a (weight, law) pair, {example} (got {pair!r})"
+            )
+        weight, law = items
+        if not isinstance(law, _LAWS):
+            raise InvalidInput(
+                f"a Mixture component's law is a Duration, Pareto or Mixture (got {law!r})"
+            )
+        pairs.append((_weight(weight), law))
+    if not pairs:
+        raise InvalidInput(f"a Mixture needs at least one (weight, law) pair, {example}")
+    return tuple(pairs)
+
+
+@attrs.frozen
+class Mixture:
+    """A duration drawn from one of several laws, picked at random in proportion to its weight.
+
+    ``Mixture([(0.7, Duration(30, 0.2)), (0.3, Duration(110, 0.2))])``: 70 % of jobs take about
+    30 s and 30 % about 110 s. Usable wherever a `Duration` is, in `EmulatorTimings`.
+
+    Attributes:
+        components: ``(weight, law)`` pairs. Weights are relative (they need not add up to 1),
+            each greater than 0; each law is a `Duration`, a `Pareto` or another `Mixture`.
+    """
+
+    components: tuple[tuple[float, DurationLaw], ...] = attrs.field(converter=_components)
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw: a component by weight, then a draw of its law (both from ``rng``)."""
+        pick = rng.random() * sum(weight for weight, _ in self.components)
+        for weight, law in self.components[:-1]:
+            if pick < weight:
+                return law.sample(rng)
+            pick -= weight
+        return self.components[-1][1].sample(rng)
+
+
+DurationLaw: TypeAlias = Duration | Mixture | Pareto
+"""A law the emulator draws a phase's duration from: a `Duration`, `Pareto` or `Mixture`."""
+
+_LAWS: Final = (Duration, Mixture, Pareto)
+
+
+def _law(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, _LAWS):
+        raise InvalidInput(
+            f"{type(instance).__name__}.{attribute.name} must be a Duration, Mixture or Pareto "
+            f"(got {value!r})"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class EmulatorTimings:
     """How long Akool's phases take, before ``time_scale`` is applied.
 
     The defaults follow what Akool's own demo and users report: a grid queues for a few
     seconds and renders in roughly 30 to 60 s; an upscale is quicker; a variation is a new grid.
-    ``quadrant_lag`` is the time between status 3 and the four quadrant URLs appearing.
+    ``quadrant_lag`` is the time between status 3 and the four quadrant URLs appearing. Each
+    phase takes a `Duration` (log-normal), a `Pareto` (heavy-tailed) or a `Mixture` of them.
     """
 
-    grid_queue: Duration = Duration(4.0, 0.6, 0.5)
-    grid_processing: Duration = Duration(40.0, 0.25, 15.0)
-    upscale_queue: Duration = Duration(2.0, 0.6, 0.3)
-    upscale_processing: Duration = Duration(15.0, 0.3, 5.0)
-    variation_queue: Duration = Duration(3.0, 0.6, 0.5)
-    variation_processing: Duration = Duration(35.0, 0.25, 12.0)
-    quadrant_lag: Duration = Duration(2.0, 0.5, 0.0)
+    grid_queue: DurationLaw = attrs.field(default=Duration(4.0, 0.6, 0.5), validator=_law)
+    grid_processing: DurationLaw = attrs.field(default=Duration(40.0, 0.25, 15.0), validator=_law)
+    upscale_queue: DurationLaw = attrs.field(default=Duration(2.0, 0.6, 0.3), validator=_law)
+    upscale_processing: DurationLaw = attrs.field(default=Duration(15.0, 0.3, 5.0), validator=_law)
+    variation_queue: DurationLaw = attrs.field(default=Duration(3.0, 0.6, 0.5), validator=_law)
+    variation_processing: DurationLaw = attrs.field(
+        default=Duration(35.0, 0.25, 12.0), validator=_law
+    )
+    quadrant_lag: DurationLaw = attrs.field(default=Duration(2.0, 0.5, 0.0), validator=_law)
 
 
 def _rate(_: object, attribute: attrs.Attribute[float], value: float) -> None:
