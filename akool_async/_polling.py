@@ -11,14 +11,19 @@ For a job whose age is known (this session created it):
   ``quantile(early) + gap``, where ``gap`` is the spacing that keeps a finished job's lag within
   ``target_lag``. Until that age the job is *held*: its due time is re-evaluated when it comes,
   so when evidence moves the law later, held jobs move later for free;
-* **sentinels**: while there is little evidence, a few of the held jobs are looked at early, every
-  ``gap``, so that a law far earlier than the prior shows up before the bulk is late. A finished
-  sentinel pulls every held job of its kind forward;
+* **sentinels**: while fewer than twenty jobs of a kind have finished, one held job in twelve
+  is read early (at ages spaced in proportion to the age, then every ``gap``), so that a law
+  far earlier than believed shows up before the bulk is late. A finished sentinel pulls every
+  held job of its kind forward, to at most a gap after the age it was seen done at (until
+  the law's spread is known, its early quantile is not trusted to be later than that);
 * then a look every ``gap`` through the bulk, and widening gaps far in the fitted tail;
-* **self-check**: each completed job's lag is at most the time between its last "not done" read
-  and its "done" read. When more completed jobs than the law predicted were already done at their
-  first look, or the bounds' 95th percentile exceeds ``target_lag``, the law is wrong where it
-  matters: first looks move earlier (``early`` shrinks) until the evidence agrees again.
+* **self-check**: a job seen running before it was seen done has a known bound on its lag (the
+  time between those two reads: a gap at most); a job done at its very first look has none,
+  only the law's word. So the planner counts the jobs done at their first look and compares the
+  count with what the law predicted for their ages: more than chance allows means the law misses
+  early finishers, exactly where the lag promise is decided, and first looks move earlier
+  (``early`` shrinks; at its floor, the older half of what was learned is forgotten, since
+  Akool's timings change with load and hour). `Planner.lag_bounds` reports the evidence.
 
 Also here: the quick rechecks of a grid that says "completed" before its quadrants, the safety
 net under webhooks, backoff after failed reads, and the ranking of due reads when requests are
@@ -48,7 +53,10 @@ _PRIOR_SIGMA: Final = 0.5
 _HINT_SIGMA: Final = 0.3
 """The prior's spread when the user gave `PollPolicy.expected_duration`."""
 _PRIOR_WEIGHT: Final = 2.0
-"""The prior counts as this many jobs: a handful of real ones overrule it."""
+"""The prior's spread counts as this many jobs per job seen finished: a handful overrule it."""
+_PRIOR_CENTRE_SPREAD: Final = 1.5
+"""How far off the prior's typical duration may be, in log-seconds (a factor of e^1.5 = 4.5)."""
+_HINT_CENTRE_SPREAD: Final = 0.7
 _PRIOR_FADE: Final = 4.0
 """Completions after which the prior counts half as much as at the start."""
 _EARLY: Final = 0.02
@@ -60,7 +68,6 @@ SAFETY_NET_INTERVAL: Final = 30.0
 """With webhooks: seconds between safety-net polls of a job past its expected end."""
 _MISSES_BEFORE_POLLING: Final = 2
 _SENTINEL_SHARE: Final = 0.08
-_SENTINELS_MIN: Final = 0
 _CONFIDENT_AFTER: Final = 20.0
 """Completions of a kind (counted in jobs) after which no sentinels are needed."""
 _REFIT_SHARE: Final = 0.05
@@ -168,8 +175,11 @@ class JobFacts(Protocol):
 class _KindModel:
     """What is known about one kind of job: its censored looks and the law fitted to them."""
 
-    def __init__(self, prior_mu: float, prior_sigma: float, *, learn: bool) -> None:
+    def __init__(
+        self, prior_mu: float, prior_sigma: float, centre_spread: float, *, learn: bool
+    ) -> None:
         self.prior_mu = prior_mu
+        self.centre_spread = centre_spread
         self.prior_sigma = prior_sigma
         self.learn = learn
         self.looks: collections.Counter[Interval] = collections.Counter()
@@ -181,6 +191,7 @@ class _KindModel:
         self._changes = 0
         self.held: dict[int, JobFacts] = {}
         self.sentinels: set[int] = set()
+        self.earliest_done: float | None = None
         self.scheduled_start = 0.0
         # The self-check: per completed job, (done at its first look, lag bound).
         self.checks: collections.deque[tuple[bool, float, float]] = collections.deque(
@@ -199,15 +210,15 @@ class _KindModel:
         if not self.learn:
             return
         # The prior fades as completions come: it only says where a cold start begins.
-        weight = _PRIOR_WEIGHT * _PRIOR_FADE / (_PRIOR_FADE + self.completions)
+        centre_spread = self.centre_spread * math.sqrt(1 + self.completions / _PRIOR_FADE)
         # Looks at running jobs place the law but cannot tell its spread (every spread explains
         # "none of them is done yet"): the prior's spread holds until completions outweigh them.
-        spread_weight = _PRIOR_WEIGHT * (1 + len(self.open)) / (1 + self.completions)
+        spread_weight = _PRIOR_WEIGHT * math.sqrt((1 + len(self.open)) / (1 + self.completions))
         self.law = censored_fit(
             self.looks,
             prior_mu=self.prior_mu,
             prior_sigma=self.prior_sigma,
-            prior_weight=weight,
+            centre_spread=centre_spread,
             spread_weight=spread_weight,
             start=self.law,
         )
@@ -224,6 +235,8 @@ class _KindModel:
     def done(self, key: int, last_unfinished: float | None, age: float) -> None:
         """Job ``key`` was done at ``age``, not done at ``last_unfinished`` (None: never seen)."""
         self._drop_open(key)
+        if self.earliest_done is None or age < self.earliest_done:
+            self.earliest_done = age
         interval = log_interval(last_unfinished, age)
         self.looks[interval] += 1
         self.completed.append(interval)
@@ -276,14 +289,14 @@ class Planner:
         grid = policy.expected_duration if hinted else DEFAULT_EXPECTED_DURATION
         assert grid is not None  # noqa: S101 - narrowed above
         sigma = _HINT_SIGMA if hinted else _PRIOR_SIGMA
+        centre = _HINT_CENTRE_SPREAD if hinted else _PRIOR_CENTRE_SPREAD
         self._models = {
-            JobKind.GRID: _KindModel(math.log(grid), sigma, learn=policy.learn),
-            JobKind.UPSCALE: _KindModel(
-                math.log(grid * policy.upscale_factor), sigma, learn=policy.learn
-            ),
-            JobKind.VARIATION: _KindModel(
-                math.log(grid * policy.variation_factor), sigma, learn=policy.learn
-            ),
+            kind: _KindModel(math.log(grid * factor), sigma, centre, learn=policy.learn)
+            for kind, factor in (
+                (JobKind.GRID, 1.0),
+                (JobKind.UPSCALE, policy.upscale_factor),
+                (JobKind.VARIATION, policy.variation_factor),
+            )
         }
         self._quadrant_lags: collections.deque[float] = collections.deque(
             maxlen=_QUADRANT_LAGS_KEPT
@@ -312,9 +325,17 @@ class Planner:
         return self._models[kind].law.cdf(age)
 
     def first_look_age(self, kind: JobKind) -> float:
-        """The age of a job's first regular look: early finishers then wait about a gap."""
+        """The age of a job's first regular look: early finishers then wait about a gap.
+
+        While few jobs have finished, the law's spread is a guess, and a guess that is too wide
+        puts the early quantile far after the first completions really come: so until the law
+        stands on its own, a job seen done at age a means first looks at a plus a gap at most.
+        """
         model = self._models[kind]
-        return max(self.policy.min_interval, model.law.quantile(model.early) + self.gap)
+        start = model.law.quantile(model.early) + self.gap
+        if not model.confident and model.earliest_done is not None:
+            start = min(start, model.earliest_done + self.gap)
+        return max(self.policy.min_interval, start)
 
     # -- when -------------------------------------------------------------------------------
 
@@ -333,18 +354,24 @@ class Planner:
         model = self._models[kind]
         key = id(job)
         start = self.first_look_age(kind)
-        maybe_sentinel = key in model.sentinels or job.last_unfinished_age is None
-        if age < start - self.gap and maybe_sentinel and self._is_sentinel(model, key):
+        never_seen = job.last_unfinished_age is None
+        if age < start and (never_seen or key in model.sentinels) and self._is_sentinel(model, key):
             # Young sentinels look at ages spaced in proportion, so a law of a few seconds
             # is caught as early as one of minutes is, relative to its length.
-            return now + max(self.policy.min_interval, min(self.gap, 0.25 * age))
-        if age < start - self.gap:
-            model.held[key] = job
-            model.scheduled_start = max(model.scheduled_start, start)
+            return now + max(self.policy.min_interval, min(self.gap, 0.4 * age))
+        # A job's first look, or a later one that the evidence says is too early to repeat
+        # (a held job waits until the law says early finishers start).
+        if never_seen or age < start - self.gap:
             # The phase of a held job's first look is spread over a part of the gap, so jobs
             # created together do not all ask at the same instant.
-            spread = self.gap * self.policy.jitter * self._rng.random()
-            return job.born + max(start - spread, age + self.gap)
+            when = job.born + start - self.gap * self.policy.jitter * self._rng.random()
+            if when > now:
+                model.held[key] = job
+                model.scheduled_start = max(model.scheduled_start, start)
+                return when
+            if never_seen:
+                model.held.pop(key, None)
+                return now
         model.held.pop(key, None)
         model.sentinels.discard(key)
         tail = model.law.quantile(_TAIL_QUANTILE)
@@ -375,8 +402,7 @@ class Planner:
             return True
         if model.confident or not self.policy.learn:
             return False
-        wanted = max(_SENTINELS_MIN, int(_SENTINEL_SHARE * (len(model.held) + 1)))
-        if len(model.sentinels) < wanted:
+        if len(model.sentinels) < int(_SENTINEL_SHARE * (len(model.held) + 1)):
             model.held.pop(key, None)
             model.sentinels.add(key)
             return True

@@ -40,7 +40,9 @@ def test_censored_fit_is_unbiased_on_a_wide_law_where_completions_alone_are_not(
             completed.append(duration)
         else:
             looks[log_interval(40.0, None)] += 1
-    law = censored_fit(looks, prior_mu=math.log(40), prior_sigma=0.5, prior_weight=2)
+    law = censored_fit(
+        looks, prior_mu=math.log(40), prior_sigma=0.5, centre_spread=1.5, spread_weight=2
+    )
     naive_median = math.exp(sorted(math.log(d) for d in completed)[len(completed) // 2])
     assert 0.9 < law.median / 60 < 1.1
     assert 0.85 < law.sigma / 1.0 < 1.15
@@ -77,9 +79,26 @@ def test_sentinels_catch_a_law_far_earlier_than_the_prior() -> None:
     would first be read at ~17 s, 12 s late; sentinels find the law before the bulk is late."""
     jobs = make_jobs(lognormal(5, 0.1), 300, seed=1)
     result = simulate(jobs, PollPolicy())
-    assert result.lag_quantile(0.95) < 2 * TARGET
+    assert result.lag_quantile(0.95) <= TARGET
     assert max(result.lags) < 5.0
     assert result.requests_per_job < 2.0
+
+
+def test_a_cold_batch_far_from_the_prior_mostly_keeps_the_lag_promise() -> None:
+    """A law of 150 s (spread 0.35) created at once, 300 jobs, six draws: sentinels find the
+    first finishers and the held jobs are released in time in most draws. In the others the
+    first of 24 sentinels happened to finish late (at the law's 8th to 11th percentile), and
+    so were the held jobs' first looks: a cold batch's known risk. Every draw stays within
+    1.5x the floor's reads."""
+    p95s = []
+    for seed in range(6):
+        jobs = make_jobs(lognormal(150, 0.35), 300, seed=seed + 10)
+        result = simulate(jobs, PollPolicy(), seed=seed)
+        floor_requests, _, _ = floor([job.duration for job in jobs], TARGET)
+        assert result.requests_per_job <= 1.5 * floor_requests
+        p95s.append(result.lag_quantile(0.95))
+    assert sum(p95 <= TARGET for p95 in p95s) >= 4, p95s
+    assert sorted(p95s)[len(p95s) // 2] <= TARGET, p95s
 
 
 def test_the_self_check_tightens_first_looks_when_early_finishers_are_missed() -> None:
