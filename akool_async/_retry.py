@@ -73,7 +73,8 @@ class RetryPolicy:
 
     Attributes:
         attempts: Tries in all, the first included. ``1`` disables retries.
-        timeout: Total seconds a call may spend retrying; no retry starts after it.
+        timeout: Total seconds a call may spend retrying; no retry starts after it. Time spent
+            queued for the session's shared request budget does not count.
         wait_initial: The backoff cap for the first retry, in seconds.
         wait_max: The largest backoff cap, in seconds.
         max_retry_after: The longest ``Retry-After`` honoured; a longer one is cut to this.

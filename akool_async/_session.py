@@ -156,8 +156,10 @@ class AkoolSession:
         retry: How transient failures are retried (`RetryPolicy`).
         http_client: An ``httpx.AsyncClient`` to use. The session then does not close it.
         poll_policy: How results are polled for (`PollPolicy`).
-        requests_per_second: A cap on requests per second, creates and polls together. None:
-            no cap until Akool answers 429, after which the session finds the limit itself.
+        requests_per_second: Akool's limit on requests per second, creates and polls together,
+            if you know it: the session then never exceeds it (it runs at 97 % of it). None:
+            no cap until 429s come in a cluster, after which the session finds the limit itself
+            and runs at 95 % of it; a sporadic 429 only delays the request it refused.
         max_concurrent_requests: Requests in flight at once, whatever the number of jobs.
         max_jobs_in_flight: Default concurrency of `generate_many`: jobs created and not yet
             finished at once.

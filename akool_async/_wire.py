@@ -66,6 +66,8 @@ class _Failure(Exception):
         self.delivery = delivery
         self.retry_after = retry_after
         self.stale_token: Secret | None = None
+        self.queued = 0.0
+        """Seconds the attempt waited for its turn from the `Pace` before it was sent."""
 
 
 class _TokenSource:
@@ -186,9 +188,11 @@ class Wire:
                 it back itself).
         """
         policy = retry if retry is not None else self._retry
-        # The retry budget runs from the first failure: time spent queueing for a turn behind
-        # thousands of other requests is not time spent retrying.
+        # The retry budget runs from the first failure, and time spent queueing for a turn
+        # behind thousands of other requests is not time spent retrying: a create throttled
+        # while the shared budget is slow must not be given up for the budget's slowness.
         first_failure: float | None = None
+        queued = 0.0
         retries = 0
         renewed = False
         while True:
@@ -226,7 +230,9 @@ class Wire:
                 wait = policy.backoff(retries, failure.retry_after)
                 if first_failure is None:
                     first_failure = anyio.current_time()
-                elapsed = anyio.current_time() - first_failure
+                else:
+                    queued += failure.queued
+                elapsed = anyio.current_time() - first_failure - queued
                 if not retryable or retries >= policy.attempts or elapsed + wait > policy.timeout:
                     if paid and failure.delivery is Delivery.AMBIGUOUS:
                         payload = dict(json_body or {})
@@ -270,6 +276,7 @@ class Wire:
         kwargs: dict[str, Any] = {}
         if self._timeout is not None:
             kwargs["timeout"] = self._timeout
+        asked = anyio.current_time()
         turn = None if paced else await self.pace.acquire(create=paid)
         before = anyio.current_time()
         try:
@@ -277,7 +284,9 @@ class Wire:
                 method, url, json=json_body, params=params, headers=headers, **kwargs
             )
         except httpx.HTTPError as exc:
-            raise _classify_transport(exc, path) from exc
+            failure = _classify_transport(exc, path)
+            failure.queued = before - asked
+            raise failure from exc
         finally:
             if turn is not None:
                 self.pace.release(turn)
@@ -300,6 +309,7 @@ class Wire:
                 elapsed_ms,
             )
             failure.stale_token = token
+            failure.queued = before - asked
             if isinstance(failure.error, TooManyRequests | RateLimited):
                 self.pace.throttled(failure.retry_after)
             raise

@@ -566,7 +566,7 @@ FAULTS: Final = Faults(
     server_error=0.04,
     bad_gateway=0.02,
     unavailable=0.02,
-    # Few throttles: each one pauses the client and may slow its pace for the rest of the run.
+    # Few throttles: each one delays the request it refused; only a cluster slows the pace.
     too_many_requests=0.005,
     too_many_requests_retry_after=0.005,
     rate_limit_code=0.005,

@@ -49,27 +49,6 @@ def test_poll_policy_refuses_a_jitter_of_one() -> None:
         ak.PollPolicy(jitter=1.0)
 
 
-async def test_a_throttle_at_a_trickle_only_pauses() -> None:
-    """A 429 after one request in a second pauses for Retry-After but sets no rate."""
-    pace = Pace(max_concurrent=4, rate=None, max_pause=60.0)
-    pace.release(await pace.acquire())
-    pace.throttled(3.0)
-    started = anyio.current_time()
-    pace.release(await pace.acquire())
-    assert (None, 3.0) == (pace.rate, pytest.approx(anyio.current_time() - started, abs=0.01))
-
-
-async def test_a_set_rate_backs_off_and_probes_back_up() -> None:
-    """With a rate set, a throttle cuts it by 15 %; half a minute later it creeps back up."""
-    pace = Pace(max_concurrent=4, rate=10.0, max_pause=60.0)
-    pace.throttled(None)
-    assert 8.5 == pytest.approx(pace.rate)
-    await anyio.sleep(31)
-    pace.release(await pace.acquire())
-    assert 8.5 * 1.05 + 0.25 == pytest.approx(pace.rate)
-    assert 1 == pace.throttles
-
-
 async def test_a_cancelled_acquire_gives_its_slot_back() -> None:
     """Cancelled while waiting for the rate, an acquire leaves no slot taken."""
     pace = Pace(max_concurrent=1, rate=0.5, max_pause=60.0)
