@@ -211,14 +211,19 @@ async def test_a_told_rate_that_is_too_high_is_corrected_below_it() -> None:
     assert [9.7, 4.75, 6.0, 4.75, 6.0, 4.75, 6.0, 4.75] == [rate for _, rate in rates]
 
 
-async def test_after_a_false_alarm_the_pace_recovers_to_unlimited() -> None:
-    """A cluster that was no limit: three probes pass, each bigger and sooner; unlimited at 24 s."""
-    pace = Pace(max_concurrent=64, rate=None, max_pause=60.0)
+async def false_alarm(pace: Pace) -> None:
+    """Twenty requests accepted, then six refused in a row: a cluster, so a limit is set."""
     for _ in range(20):
         pace.release(await pace.acquire())
     for _ in range(6):
         pace.release(await pace.acquire())
         pace.throttled(1.0)
+
+
+async def test_after_a_false_alarm_the_pace_recovers_to_unlimited() -> None:
+    """A cluster that was no limit: three probes pass, each bigger and sooner; unlimited at 24 s."""
+    pace = Pace(max_concurrent=64, rate=None, max_pause=60.0)
+    await false_alarm(pace)
     rates: list[tuple[float, float | None]] = []
     await drive(pace, Server(), 30.0, rates=rates)
     # Each probe runs 2 s above the limit, then waits for its answers at the settled rate; the
@@ -236,11 +241,7 @@ async def test_after_a_false_alarm_the_pace_recovers_to_unlimited() -> None:
 async def test_a_refused_probe_returns_to_the_limit_at_once() -> None:
     """Two 429s during a probe end it: the pace is back at 95 % of the limit, with no pause."""
     pace = Pace(max_concurrent=64, rate=None, max_pause=60.0)
-    for _ in range(20):
-        pace.release(await pace.acquire())
-    for _ in range(6):
-        pace.release(await pace.acquire())
-        pace.throttled(1.0)
+    await false_alarm(pace)
     with anyio.move_on_after(12.0):
         while True:
             pace.release(await pace.acquire())
