@@ -23,6 +23,7 @@ ROOT = pathlib.Path(__file__).parent
 
 # ruff selects ALL rules, so a new ruff release can fail lint on unchanged code: bump on purpose.
 RUFF = "ruff~=0.17.6"
+IMPORT_LINTER = "import-linter>=2.1"
 # Lint what exists: benchmarks/ and examples/ may be empty or absent.
 LINT_PATHS = [
     path
@@ -45,11 +46,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and formatting with ruff (configured in pyproject.toml)."""
-    session.install(RUFF)
+    """Check style and formatting with ruff, and the layering with import-linter (.importlinter)."""
+    session.install(RUFF, IMPORT_LINTER)
 
     session.run("ruff", "check", *LINT_PATHS)
     session.run("ruff", "format", "--check", *LINT_PATHS)
+    # Reads the package's imports from source here; a wrong arrow fails CI (docs/architecture.md).
+    session.run("lint-imports")
 
 
 @nox.session

@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 import akool_async as ak
-from akool_async.testing import AkoolEmulator, Duration, EmulatorTimings, Faults
+from akool_async.testing import (
+    AkoolEmulator,
+    Duration,
+    EmulatorConfigError,
+    EmulatorTimings,
+    Faults,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -228,11 +234,11 @@ async def test_jobs_fail_by_marker_and_by_rate() -> None:
 
 async def test_bad_fault_plans_are_refused() -> None:
     """Rates outside 0..1, rates adding up past 1 and unknown endpoints are clear errors."""
-    with pytest.raises(ak.InvalidInput, match="probability from 0 to 1"):
+    with pytest.raises(EmulatorConfigError, match="probability from 0 to 1"):
         Faults(server_error=1.5)
-    with pytest.raises(ak.InvalidInput, match=r"add up to 1\.2"):
+    with pytest.raises(EmulatorConfigError, match=r"add up to 1\.2"):
         Faults(server_error=0.6, bad_gateway=0.6)
-    with pytest.raises(ak.InvalidInput, match="allowed: createbybutton"):
+    with pytest.raises(EmulatorConfigError, match="allowed: createbybutton"):
         Faults(endpoints={"image"})
-    with pytest.raises(ak.InvalidInput, match="time_scale"):
+    with pytest.raises(EmulatorConfigError, match="time_scale"):
         AkoolEmulator(time_scale=0)

@@ -13,6 +13,7 @@ from akool_async.testing import (
     AkoolEmulator,
     Duration,
     DurationLaw,
+    EmulatorConfigError,
     EmulatorTimings,
     Mixture,
     Pareto,
@@ -105,8 +106,8 @@ def test_pareto_maximum_cuts_the_tail() -> None:
     ],
 )
 def test_bad_laws_are_refused_with_what_to_do(make: Any, message: str) -> None:
-    """Each malformed law is an InvalidInput saying what was expected and what was given."""
-    with pytest.raises(ak.InvalidInput, match=message):
+    """Each malformed law is an EmulatorConfigError saying what was expected and what was given."""
+    with pytest.raises(EmulatorConfigError, match=message):
         make()
 
 

@@ -12,6 +12,10 @@ async with emulator.client() as http, ak.AkoolSession(
 
 Needs the ``emulator`` extra: ``pip install 'akool-async[emulator]'``. The pytest fixtures
 ``akool_emulator`` and ``akool_session`` are registered automatically.
+
+The emulator states Akool's wire (paths, scales, statuses, buttons, codes, the webhook envelope)
+for itself, from Akool's documentation, and imports nothing of the client it tests; a bad setting
+raises its own `EmulatorConfigError`. Only the pytest plugin hands out an `akool_async` session.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ._emulator import (
     EmulatedDisconnect,
     RecordedRequest,
 )
+from ._errors import EmulatorConfigError
 from ._jobs import EmulatedJob, JobKind
 from ._plan import Duration, DurationLaw, EmulatorTimings, Faults, Mixture, Pareto
 
@@ -41,6 +46,7 @@ __all__ = [
     "DurationLaw",
     "EmulatedDisconnect",
     "EmulatedJob",
+    "EmulatorConfigError",
     "EmulatorTimings",
     "Faults",
     "JobKind",

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import signal
 import sys
 from collections.abc import Sequence
 
 import anyio
 
-from akool_async._argtypes import positive_number
 from akool_async.testing import TEST_API_KEY, TEST_CLIENT_ID, TEST_CLIENT_SECRET, AkoolEmulator
 
 __all__ = ["add_arguments", "main", "serve"]
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-scale",
-        type=positive_number,
+        type=_time_scale,
         default=1.0,
         help="multiplies every job's duration: 0.01 makes a 40 s job take 0.4 s (%(default)s)",
     )
@@ -76,11 +76,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _credit(text: str) -> float:
+def _number(text: str, *, expected: str) -> float:
+    """``text`` as a float, or an argparse error saying it must be ``expected``."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+        raise argparse.ArgumentTypeError(f"must be {expected} (got {text!r})") from None
+
+
+def _time_scale(text: str) -> float:
+    value = _number(text, expected="a number greater than 0")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0 (got {text})")
+    return value
+
+
+def _credit(text: str) -> float:
+    value = _number(text, expected="a number")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more (got {text!r})")
     return value

@@ -2,7 +2,7 @@
 
 The emulator's ASGI app calls `WebhookDispatcher.schedule` (a plain function) when a job's status
 changes; `WebhookDispatcher.run`, started once in the emulator's task group, sleeps until the
-earliest due callback, sends it as Akool would (signed, AES-encrypted, see `_webhook_crypto`),
+earliest due callback, sends it as Akool would (signed, AES-encrypted, see `_webhook_signing`),
 retries when the receiver does not answer 200, and now and then sends a callback twice, because
 Akool's receivers must cope with both.
 
@@ -27,7 +27,8 @@ import anyio.abc
 import attrs
 import httpx
 
-from akool_async._webhook_crypto import encrypt, make_envelope
+from akool_async.testing._errors import EmulatorConfigError
+from akool_async.testing._webhook_signing import WebhookSigner
 
 __all__ = ["DeliveryAttempt", "DeliveryPolicy", "WebhookDispatcher"]
 
@@ -45,7 +46,7 @@ def _to_delays(value: Iterable[float]) -> tuple[float, ...]:
 
 def _check_delays(_: object, attribute: attrs.Attribute[Any], value: tuple[float, ...]) -> None:
     if not all(math.isfinite(delay) and delay >= 0 for delay in value):
-        raise ValueError(
+        raise EmulatorConfigError(
             f"DeliveryPolicy.{attribute.name} must be finite numbers of seconds, 0 or more "
             f"(got {value!r})"
         )
@@ -53,19 +54,21 @@ def _check_delays(_: object, attribute: attrs.Attribute[Any], value: tuple[float
 
 def _check_rate(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(
+        raise EmulatorConfigError(
             f"DeliveryPolicy.{attribute.name} must be between 0.0 and 1.0 (got {value!r})"
         )
 
 
 def _check_positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
-        raise ValueError(f"DeliveryPolicy.{attribute.name} must be greater than 0 (got {value!r})")
+        raise EmulatorConfigError(
+            f"DeliveryPolicy.{attribute.name} must be greater than 0 (got {value!r})"
+        )
 
 
 def _check_count(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
+        raise EmulatorConfigError(
             f"DeliveryPolicy.{attribute.name} must be an int, 1 or more (got {value!r})"
         )
 
@@ -82,6 +85,11 @@ class DeliveryPolicy:
         timeout: Seconds to wait for the receiver's answer before counting the attempt failed.
         concurrency: How many callbacks may be in flight at once, to different URLs; callbacks
             to one URL are always sent one at a time.
+
+    Raises:
+        EmulatorConfigError: A delay is negative or not finite, ``duplicate_rate`` is outside
+            0.0 to 1.0, ``timeout`` or ``concurrency`` is not above 0, or ``concurrency`` is not
+            an int.
     """
 
     retry_delays: tuple[float, ...] = attrs.field(
@@ -153,7 +161,7 @@ class WebhookDispatcher:
         wall_clock_ms: Now as milliseconds since the epoch, for each envelope's ``timestamp``.
 
     Raises:
-        ValueError: ``client_secret`` is not 16, 24 or 32 bytes long in UTF-8.
+        EmulatorConfigError: ``client_secret`` is not 16, 24 or 32 bytes long in UTF-8.
         ImportError: ``cryptography`` (the ``emulator`` or ``webhooks`` extra) is not installed.
     """
 
@@ -168,10 +176,8 @@ class WebhookDispatcher:
         wall_clock_ms: Callable[[], int],
     ) -> None:
         # Fail where the emulator is configured, not at its first callback: a bad key length
-        # (ValueError) or no cryptography installed (ImportError) show up here.
-        encrypt(b"", client_id=client_id, client_secret=client_secret)
-        self._client_id = client_id
-        self._client_secret = client_secret
+        # (EmulatorConfigError) or no cryptography installed (ImportError) show up here.
+        self._signer = WebhookSigner(client_id=client_id, client_secret=client_secret)
         self._clock = clock
         self._policy = policy
         self._rng = rng
@@ -316,10 +322,8 @@ class WebhookDispatcher:
             self._notify()
 
     async def _deliver(self, client: httpx.AsyncClient, callback: _Callback) -> None:
-        envelope = make_envelope(
+        envelope = self._signer.envelope(
             callback.payload,
-            client_id=self._client_id,
-            client_secret=self._client_secret,
             timestamp_ms=self._wall_clock_ms(),
             nonce=str(self._rng.randrange(_NONCE_RANGE)),
         )

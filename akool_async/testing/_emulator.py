@@ -26,9 +26,21 @@ import attrs
 import httpx
 
 from akool_async._asgi import Receive, Scope, Send, answer_lifespan
-from akool_async._errors import InvalidInput
-from akool_async._models import RESULT_LIFETIME, Button, ImageStatus, Scale
+from akool_async.testing._akool import (
+    BUTTONS,
+    CREDIT_PER_JOB,
+    DEFAULT_SCALE,
+    MESSAGES,
+    RESULT_LIFETIME_SECONDS,
+    ROUTES,
+    SCALES,
+    UPSCALE_BUTTONS,
+    Code,
+    ImageStatus,
+    button_quadrant,
+)
 from akool_async.testing._deliveries import DeliveryPolicy, WebhookDispatcher
+from akool_async.testing._errors import EmulatorConfigError
 from akool_async.testing._jobs import EmulatedJob, JobKind, View
 from akool_async.testing._plan import EmulatorTimings, FaultKind, Faults, draw, rng_for
 
@@ -47,29 +59,10 @@ TEST_CLIENT_SECRET: Final = "akool-emulator-secret-24"  # noqa: S105 - a public 
 IN_PROCESS_URL: Final = "http://akool-emulator.test"
 
 
-_API = "/api/open/v3"
-_ROUTES: Final = {
-    ("POST", f"{_API}/getToken"): "getToken",
-    ("POST", f"{_API}/content/image/createbyprompt"): "createbyprompt",
-    ("POST", f"{_API}/content/image/createbybutton"): "createbybutton",
-    ("GET", f"{_API}/content/image/infobymodelid"): "infobymodelid",
-    ("GET", f"{_API}/faceswap/quota/info"): "quota",
-}
 _CREATES: Final = frozenset({"createbyprompt", "createbybutton"})
-_MESSAGES: Final = {
-    1003: "Parameter error or Parameter can not be empty",
-    1005: "Operation is too frequent",
-    1006: "Insufficient credit",
-    1008: "The content you get does not exist",
-    1010: "You can not operate this content",
-    1101: "Invalid authorization or The request token has expired",
-    1102: "Authorization cannot be empty",
-    1108: "image generate error,please try again later",
-}
 _MAX_BODY: Final = 1 << 20
 _EXPIRED: Final = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
 _TOO_MANY: Final = b'{"message":"Too Many Requests"}'
-_CREDIT_PER_JOB: Final = 2
 
 
 class EmulatedDisconnect(Exception):
@@ -109,10 +102,10 @@ class RecordedRequest:
 class _Answer(Exception):
     """A business-code answer, raised inside a request; it never escapes the app."""
 
-    def __init__(self, code: int, msg: str | None = None) -> None:
+    def __init__(self, code: Code) -> None:
         super().__init__(code)
-        self.code = code
-        self.msg = msg or _MESSAGES.get(code, "error")
+        self.code = int(code)
+        self.msg = MESSAGES[code]
 
 
 @attrs.define(kw_only=True)
@@ -149,6 +142,12 @@ class AkoolEmulator:
         start: The wall-clock time the clock's current reading maps to (``create_time``).
         webhooks: Delivery policy for callbacks (retries, duplicates).
         uid: The account's ``uid``.
+
+    Raises:
+        EmulatorConfigError: ``time_scale`` is not a finite number greater than 0, a credential
+            is empty, or ``client_secret`` is not 16, 24 or 32 bytes in UTF-8 (the AES key of its
+            webhooks).
+        ImportError: The ``emulator`` extra (Pillow, hypercorn, cryptography) is not installed.
     """
 
     def __init__(
@@ -175,7 +174,7 @@ class AkoolEmulator:
             ("client_secret", client_secret),
         ):
             if not value:
-                raise InvalidInput(f"{name} must not be empty")
+                raise EmulatorConfigError(f"{name} must not be empty")
         self.api_key = api_key
         self.client_id = client_id
         self._client_secret = client_secret
@@ -306,7 +305,7 @@ class AkoolEmulator:
             at=self.now(),
             method=scope["method"],
             path=scope["path"],
-            endpoint=_ROUTES.get((scope["method"], scope["path"]), "unknown"),
+            endpoint=ROUTES.get((scope["method"], scope["path"]), "unknown"),
             query={k: v[0] for k, v in parse_qs(query_string).items()},
             headers=headers,
             origin=f"{scope.get('scheme', 'http')}://{headers.get('host', 'akool-emulator.test')}",
@@ -317,7 +316,7 @@ class AkoolEmulator:
             return
         incoming.body = _parse_json(await _read_body(receive))
         if incoming.endpoint == "unknown":
-            known_path = any(route_path == incoming.path for _, route_path in _ROUTES)
+            known_path = any(route_path == incoming.path for _, route_path in ROUTES)
             status = HTTPStatus.METHOD_NOT_ALLOWED if known_path else HTTPStatus.NOT_FOUND
             self._record(incoming, status, None)
             await _send(send, status, status.phrase.encode(), "text/plain")
@@ -347,7 +346,7 @@ class AkoolEmulator:
             self._record(incoming, 200, answer.code, fault)
             await _send_envelope(send, {"code": answer.code, "msg": answer.msg})
             return
-        self._record(incoming, 200, 1000, fault)
+        self._record(incoming, 200, int(Code.OK), fault)
         if fault == "slow":
             # The work is done (a create is committed); only the answer is late, so a client
             # that gives up waiting has still paid.
@@ -393,8 +392,9 @@ class AkoolEmulator:
             await _send(send, status, body, content_type, extra)
             return True
         if fault == "rate_limit_code":
-            self._record(incoming, 200, 1005, fault)
-            await _send_envelope(send, {"code": 1005, "msg": _MESSAGES[1005]})
+            answer = _Answer(Code.TOO_FREQUENT)
+            self._record(incoming, 200, answer.code, fault)
+            await _send_envelope(send, {"code": answer.code, "msg": answer.msg})
             return True
         if fault == "drop_before_commit":
             self._record(incoming, 200, None, fault)
@@ -407,14 +407,14 @@ class AkoolEmulator:
             return self._get_token(incoming.body, incoming.at)
         self._authenticate(incoming.headers, incoming.at)
         if fault == "generate_error":
-            raise _Answer(1108)
+            raise _Answer(Code.GENERATE_ERROR)
         if incoming.endpoint == "createbyprompt":
             return self._create_by_prompt(incoming.body, incoming.origin, incoming.at)
         if incoming.endpoint == "createbybutton":
             return self._create_by_button(incoming.body, incoming.origin, incoming.at)
         if incoming.endpoint == "infobymodelid":
             return self._info(incoming.query, incoming.at)
-        return {"code": 1000, "msg": "OK", "data": {"credit": self.credit}}
+        return _success(data={"credit": self.credit})
 
     def _record(
         self, incoming: _Incoming, status: int, code: int | None, fault: FaultKind | None = None
@@ -464,27 +464,27 @@ class AkoolEmulator:
             issued = self._tokens.get(token) if scheme.lower() == "bearer" else None
             ttl = self.faults.token_ttl
             if issued is None or (ttl is not None and at - issued >= ttl):
-                raise _Answer(1101)
+                raise _Answer(Code.INVALID_AUTHORIZATION)
             return
         api_key = headers.get("x-api-key")
         if not api_key:
-            raise _Answer(1102)
+            raise _Answer(Code.AUTHORIZATION_EMPTY)
         if api_key != self.api_key:
-            raise _Answer(1101)
+            raise _Answer(Code.INVALID_AUTHORIZATION)
 
     def _get_token(self, request_body: Any, at: float) -> dict[str, Any]:
         body = _object(request_body)
         if body is None or not body.get("clientId") or not body.get("clientSecret"):
-            raise _Answer(1003)
+            raise _Answer(Code.PARAMETER_ERROR)
         if body["clientId"] != self.client_id or body["clientSecret"] != self._client_secret:
-            raise _Answer(1101)
+            raise _Answer(Code.INVALID_AUTHORIZATION)
         token = "emu." + "".join(
             rng_for(self.seed, "token", len(self._tokens)).choices(
                 string.ascii_letters + string.digits, k=40
             )
         )
         self._tokens[token] = at
-        return {"code": 1000, "msg": "OK", "token": token}
+        return _success(token=token)
 
     def _new_id(self) -> str:
         """24 hex digits, the shape of Akool's ``_id`` (a MongoDB ObjectId)."""
@@ -494,10 +494,10 @@ class AkoolEmulator:
         )
 
     def _charge(self) -> None:
-        if self.credit < _CREDIT_PER_JOB:
-            raise _Answer(1006)
-        self.credit -= _CREDIT_PER_JOB
-        self.credits_used += _CREDIT_PER_JOB
+        if self.credit < CREDIT_PER_JOB:
+            raise _Answer(Code.INSUFFICIENT_CREDIT)
+        self.credit -= CREDIT_PER_JOB
+        self.credits_used += CREDIT_PER_JOB
 
     def _timeline(self, kind: JobKind, key: str, at: float) -> tuple[float, float, float, bool]:
         rng = rng_for(self.seed, "timing", key)
@@ -520,17 +520,15 @@ class AkoolEmulator:
     def _create_by_prompt(self, request_body: Any, origin: str, at: float) -> dict[str, Any]:
         body = _object(request_body)
         if body is None:
-            raise _Answer(1003)
+            raise _Answer(Code.PARAMETER_ERROR)
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            raise _Answer(1003)
-        scale_value = body.get("scale") or "1:1"
+            raise _Answer(Code.PARAMETER_ERROR)
+        scale = body.get("scale") or DEFAULT_SCALE
         source_image = _optional_url(body.get("source_image"))
         webhook_url = _optional_url(body.get("webhookUrl"))
-        try:
-            scale = Scale(scale_value)
-        except ValueError:
-            raise _Answer(1003) from None
+        if not isinstance(scale, str) or scale not in SCALES:
+            raise _Answer(Code.PARAMETER_ERROR)
         self._charge()
         self.creates_by_prompt[prompt] += 1
         key = f"prompt\x1f{prompt}\x1f{self.creates_by_prompt[prompt]}"
@@ -557,26 +555,22 @@ class AkoolEmulator:
     def _create_by_button(self, request_body: Any, origin: str, at: float) -> dict[str, Any]:
         body = _object(request_body)
         if body is None:
-            raise _Answer(1003)
-        parent_id, button_value = body.get("_id"), body.get("button")
-        if not isinstance(parent_id, str) or not parent_id or not isinstance(button_value, str):
-            raise _Answer(1003)
-        try:
-            button = Button(button_value)
-        except ValueError:
-            raise _Answer(1003) from None
+            raise _Answer(Code.PARAMETER_ERROR)
+        parent_id, button = body.get("_id"), body.get("button")
+        if not isinstance(parent_id, str) or not parent_id or button not in BUTTONS:
+            raise _Answer(Code.PARAMETER_ERROR)
         parent = self.jobs.get(parent_id)
         if parent is None:
-            raise _Answer(1008)
+            raise _Answer(Code.NOT_FOUND)
         available = parent.describe(at, uid=self.uid)["buttons"]
-        if button.value not in available:
-            raise _Answer(1010)
+        if button not in available:
+            raise _Answer(Code.CANNOT_OPERATE)
         webhook_url = _optional_url(body.get("webhookUrl"))
         self._charge()
-        parent.used_buttons.append(button.value)
-        self.button_presses[parent_id, button.value] += 1
-        kind = JobKind.UPSCALE if button.is_upscale else JobKind.VARIATION
-        key = f"button\x1f{parent_id}\x1f{button.value}"
+        parent.used_buttons.append(button)
+        self.button_presses[parent_id, button] += 1
+        kind = JobKind.UPSCALE if button in UPSCALE_BUTTONS else JobKind.VARIATION
+        key = f"button\x1f{parent_id}\x1f{button}"
         started, finished, complete, fails = self._timeline(kind, key, at)
         job = EmulatedJob(
             id=self._new_id(),
@@ -584,15 +578,15 @@ class AkoolEmulator:
             prompt=parent.prompt,
             scale=parent.scale,
             seed=parent.seed
-            if button.is_upscale
-            else _variation_seed(parent.seed, button.quadrant),
+            if kind is JobKind.UPSCALE
+            else _variation_seed(parent.seed, button_quadrant(button)),
             created_at=at,
             started_at=started,
             finished_at=finished,
             complete_at=complete,
             fails=fails,
             parent_id=parent_id,
-            button=button.value,
+            button=button,
             message_id="".join(
                 rng_for(self.seed, "message", key).choices(
                     string.ascii_letters + string.digits, k=20
@@ -610,16 +604,16 @@ class AkoolEmulator:
             for due, event in job.webhook_events():
                 self.webhooks.schedule(url=job.webhook_url, due=due, payload=event)
         view: View = "prompt_create" if job.kind is JobKind.GRID else "button_create"
-        return {"code": 1000, "msg": "OK", "data": job.describe(at, uid=self.uid, view=view)}
+        return _success(data=job.describe(at, uid=self.uid, view=view))
 
     def _info(self, query: Mapping[str, str], at: float) -> dict[str, Any]:
         job_id = query.get("image_model_id")
         if not job_id:
-            raise _Answer(1003)
+            raise _Answer(Code.PARAMETER_ERROR)
         job = self.jobs.get(job_id)
         if job is None:
-            raise _Answer(1008)
-        return {"code": 1000, "msg": "OK", "data": job.describe(at, uid=self.uid)}
+            raise _Answer(Code.NOT_FOUND)
+        return _success(data=job.describe(at, uid=self.uid))
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -631,7 +625,7 @@ class AkoolEmulator:
             self._record(incoming, 404, None)
             await _send(send, 404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
             return
-        if incoming.at - job.created_at >= RESULT_LIFETIME.total_seconds():
+        if incoming.at - job.created_at >= RESULT_LIFETIME_SECONDS:
             # Akool's URLs stop working after seven days, as a CDN's expired object does.
             self._record(incoming, 403, None)
             await _send(send, 403, _EXPIRED, "application/xml")
@@ -687,7 +681,7 @@ def _optional_url(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise _Answer(1003)
+        raise _Answer(Code.PARAMETER_ERROR)
     return value
 
 
@@ -710,9 +704,14 @@ def _seconds(value: float) -> str:
 
 def _check_time_scale(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"time_scale must be a number greater than 0 (got {value!r})")
+        raise EmulatorConfigError(f"time_scale must be a number greater than 0 (got {value!r})")
     if value <= 0:
-        raise InvalidInput(f"time_scale must be a number greater than 0 (got {value!r})")
+        raise EmulatorConfigError(f"time_scale must be a number greater than 0 (got {value!r})")
+
+
+def _success(**fields: Any) -> dict[str, Any]:
+    """A success envelope: code 1000 and its msg, then ``fields`` (``data``, or a ``token``)."""
+    return {"code": int(Code.OK), "msg": MESSAGES[Code.OK], **fields}
 
 
 def _object(value: Any) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from akool_async._models import Scale
+from akool_async.testing._akool import scale_ratio
 
 __all__ = ["grid_png", "png_size", "quadrant_png", "quadrant_size", "upscale_png", "variation_seed"]
 
@@ -41,11 +41,11 @@ _Colour = tuple[int, int, int]
 _Font = ImageFont.ImageFont | ImageFont.FreeTypeFont | ImageFont.TransposedFont
 
 
-def quadrant_size(scale: Scale, *, long_side: int = 512) -> tuple[int, int]:
+def quadrant_size(scale: str, *, long_side: int = 512) -> tuple[int, int]:
     """Size of one grid quadrant: the scale's aspect ratio with its longer side ``long_side``.
 
     Args:
-        scale: The aspect ratio, as a `Scale` or its plain string such as ``"16:9"``.
+        scale: The aspect ratio, such as ``"16:9"`` (an ``akool_async.Scale`` is one too).
         long_side: Pixels along the quadrant's longer side.
 
     Returns:
@@ -57,13 +57,13 @@ def quadrant_size(scale: Scale, *, long_side: int = 512) -> tuple[int, int]:
     """
     if long_side < 1:
         raise ValueError(f"long_side must be at least 1 pixel (got {long_side})")
-    ratio_w, ratio_h = Scale(scale).ratio
+    ratio_w, ratio_h = scale_ratio(scale)
     longest = max(ratio_w, ratio_h)
     width, height = (max(1, round(long_side * part / longest)) for part in (ratio_w, ratio_h))
     return width, height
 
 
-def grid_png(prompt: str, scale: Scale, *, seed: int, long_side: int = 512) -> bytes:
+def grid_png(prompt: str, scale: str, *, seed: int, long_side: int = 512) -> bytes:
     """The composite 2x2 grid a prompt job renders (Akool's ``image``), as PNG bytes.
 
     Args:
@@ -79,11 +79,11 @@ def grid_png(prompt: str, scale: Scale, *, seed: int, long_side: int = 512) -> b
     Raises:
         ValueError: If ``scale`` is unknown or ``long_side`` is below 1.
     """
-    return _grid_png(_Subject(prompt, Scale(scale), seed), long_side)
+    return _grid_png(_Subject(prompt, _known_scale(scale), seed), long_side)
 
 
 def quadrant_png(
-    prompt: str, scale: Scale, quadrant: int, *, seed: int, long_side: int = 512
+    prompt: str, scale: str, quadrant: int, *, seed: int, long_side: int = 512
 ) -> bytes:
     """One quadrant of `grid_png`, pixel for pixel: an image of Akool's ``upscaled_urls``.
 
@@ -101,11 +101,11 @@ def quadrant_png(
         ValueError: If ``quadrant`` is not 1 to 4, ``scale`` is unknown or ``long_side`` < 1.
     """
     _check_quadrant(quadrant)
-    return _quadrant_png(_Subject(prompt, Scale(scale), seed), quadrant, long_side)
+    return _quadrant_png(_Subject(prompt, _known_scale(scale), seed), quadrant, long_side)
 
 
 def upscale_png(
-    prompt: str, scale: Scale, quadrant: int, *, seed: int, long_side: int = 512, factor: int = 2
+    prompt: str, scale: str, quadrant: int, *, seed: int, long_side: int = 512, factor: int = 2
 ) -> bytes:
     """The result of an upscale button (``U1``..``U4``): one quadrant redrawn larger.
 
@@ -128,7 +128,7 @@ def upscale_png(
     _check_quadrant(quadrant)
     if factor < 1:
         raise ValueError(f"factor must be a whole number of at least 1 (got {factor!r})")
-    return _upscale_png(_Subject(prompt, Scale(scale), seed), quadrant, long_side, factor)
+    return _upscale_png(_Subject(prompt, _known_scale(scale), seed), quadrant, long_side, factor)
 
 
 def variation_seed(seed: int, quadrant: int) -> int:
@@ -180,9 +180,15 @@ def _derive_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "big")
 
 
+def _known_scale(scale: str) -> str:
+    """``scale`` as a plain string, once checked: an enum member and its text draw alike."""
+    scale_ratio(scale)
+    return str(scale)
+
+
 class _Subject(NamedTuple):  # what a picture depends on besides size and label; a cache key
     prompt: str
-    scale: Scale
+    scale: str
     seed: int
 
 
@@ -226,7 +232,7 @@ def _draw_quadrant(
     subject: _Subject, quadrant: int, size: tuple[int, int], label: str
 ) -> Image.Image:
     width, height = size
-    prompt, scale, seed = subject.prompt, str(subject.scale), subject.seed
+    prompt, scale, seed = subject.prompt, subject.scale, subject.seed
     # One hue for the grid, turned a quarter of the colour wheel per quadrant, and a different
     # motif each: the four quadrants always differ in colour family and in shape.
     grid_rng = random.Random(_derive_seed("grid", prompt, scale, seed))  # noqa: S311

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import attrs
 
-from akool_async._models import Button, ImageStatus, Scale
+from akool_async.testing._akool import BUTTONS, CREDIT_PER_JOB, ImageStatus, button_quadrant
 
 __all__ = ["EmulatedJob", "JobKind"]
 
@@ -23,8 +23,6 @@ class JobKind(enum.Enum):
     """A V1..V4 child: a new grid based on one quadrant."""
 
 
-ALL_BUTTONS = tuple(button.value for button in Button)
-
 View = Literal["prompt_create", "button_create", "info"]
 """Which documented answer a job is described in."""
 
@@ -37,7 +35,7 @@ class EmulatedJob:
         id: The job's ``_id``.
         kind: Grid, upscale or variation.
         prompt: The prompt (a child's is its parent's).
-        scale: The aspect ratio (a child's is its parent's).
+        scale: The aspect ratio, such as ``"16:9"`` (a child's is its parent's).
         seed: The seed its images are drawn from.
         created_at: Emulator clock time of the create.
         started_at: When it leaves the queue (status 1 -> 2).
@@ -57,7 +55,7 @@ class EmulatedJob:
     id: str
     kind: JobKind
     prompt: str
-    scale: Scale
+    scale: str
     seed: int
     created_at: float
     started_at: float
@@ -81,10 +79,10 @@ class EmulatedJob:
     @property
     def quadrant(self) -> int | None:
         """The quadrant a child was made from."""
-        return int(self.button[1]) if self.button else None
+        return button_quadrant(self.button) if self.button else None
 
     def status_at(self, now: float) -> ImageStatus:
-        """Akool's ``image_status`` at emulator time ``now``."""
+        """Akool's ``image_status`` at emulator time ``now``: an int from 1 to 4."""
         if now < self.started_at:
             return ImageStatus.QUEUEING
         if now < self.finished_at:
@@ -110,7 +108,7 @@ class EmulatedJob:
         status = self.status_at(now)
         data: dict[str, Any] = {
             "faceswap_quality": 2,
-            "deduction_credit": 2,
+            "deduction_credit": CREDIT_PER_JOB,
             "buttons": [],
             "used_buttons": list(self.used_buttons),
             "upscaled_urls": [],
@@ -139,17 +137,14 @@ class EmulatedJob:
             if self.is_grid and now >= self.complete_at:
                 data["upscaled_urls"] = [self.image_url(str(n)) for n in range(1, 5)]
                 if self.kind is JobKind.GRID:
-                    data["buttons"] = [b for b in ALL_BUTTONS if b not in self.used_buttons]
+                    data["buttons"] = [b for b in BUTTONS if b not in self.used_buttons]
         return data
 
     def webhook_events(self) -> list[tuple[float, dict[str, Any]]]:
         """The status changes Akool reports by webhook: processing, then completed or failed."""
-        events: list[tuple[float, dict[str, Any]]] = [
-            (self.started_at, {"_id": self.id, "status": 2, "type": "image"})
-        ]
-        if self.fails:
-            events.append((self.finished_at, {"_id": self.id, "status": 4, "type": "image"}))
-        else:
-            final = {"_id": self.id, "status": 3, "type": "image", "url": self.result_url()}
-            events.append((self.finished_at, final))
-        return events
+        final = ImageStatus.FAILED if self.fails else ImageStatus.COMPLETED
+        started = {"_id": self.id, "status": int(ImageStatus.PROCESSING), "type": "image"}
+        finished: dict[str, Any] = {"_id": self.id, "status": int(final), "type": "image"}
+        if not self.fails:
+            finished["url"] = self.result_url()
+        return [(self.started_at, started), (self.finished_at, finished)]

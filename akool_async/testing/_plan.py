@@ -15,7 +15,8 @@ from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
 import attrs
 
-from akool_async._errors import InvalidInput
+from akool_async.testing._akool import ROUTES
+from akool_async.testing._errors import EmulatorConfigError
 
 __all__ = [
     "Duration",
@@ -43,9 +44,7 @@ FaultKind = Literal[
     "rate_limit_code",
 ]
 
-ENDPOINTS: Final = frozenset(
-    {"createbyprompt", "createbybutton", "infobymodelid", "quota", "getToken"}
-)
+ENDPOINTS: Final = frozenset(ROUTES.values())
 
 
 def _seed_bytes(*parts: object) -> bytes:
@@ -64,7 +63,7 @@ def rng_for(*parts: object) -> random.Random:
 
 def _non_negative(name: str, value: float) -> None:
     if not value >= 0:
-        raise InvalidInput(f"Duration.{name} must be 0 or more (got {value!r})")
+        raise EmulatorConfigError(f"Duration.{name} must be 0 or more (got {value!r})")
 
 
 @attrs.frozen
@@ -75,6 +74,9 @@ class Duration:
         median: The typical duration.
         spread: Standard deviation of the logarithm; 0 makes every draw the median.
         minimum: The shortest duration drawn.
+
+    Raises:
+        EmulatorConfigError: ``median`` or ``spread`` is below 0.
     """
 
     median: float = attrs.field(validator=lambda _, __, value: _non_negative("median", value))
@@ -91,12 +93,12 @@ class Duration:
 
 def _positive_finite(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise InvalidInput(f"{name} must be a number greater than 0 (got {value!r})")
+        raise EmulatorConfigError(f"{name} must be a number greater than 0 (got {value!r})")
 
 
 def _pareto_maximum(instance: Pareto, _: object, value: float | None) -> None:
     if value is not None and not instance.minimum <= value < math.inf:
-        raise InvalidInput(
+        raise EmulatorConfigError(
             f"Pareto.maximum must be None or at least minimum={instance.minimum!r} (got {value!r})"
         )
 
@@ -120,6 +122,10 @@ class Pareto:
         shape: The tail index, greater than 0: the smaller, the heavier the tail. At 2 or less
             the variance is infinite, at 1 or less the mean too.
         maximum: The longest duration drawn (longer draws are cut to it), or None for no bound.
+
+    Raises:
+        EmulatorConfigError: ``minimum`` or ``shape`` is not a finite number above 0, or
+            ``maximum`` is below ``minimum``.
     """
 
     minimum: float = attrs.field(
@@ -150,24 +156,24 @@ def _components(
     given = cast("object", value)
     example = "e.g. Mixture([(0.7, Duration(30, 0.2)), (0.3, Duration(110, 0.2))])"
     if isinstance(given, str | bytes) or not isinstance(given, Iterable):
-        raise InvalidInput(
+        raise EmulatorConfigError(
             f"Mixture takes a list of (weight, law) pairs, {example} (got {given!r})"
         )
     pairs: list[tuple[float, DurationLaw]] = []
     for pair in cast("Iterable[object]", given):
         items = cast("Sequence[object]", pair) if isinstance(pair, tuple | list) else ()
         if len(items) != 2:  # noqa: PLR2004 - a pair
-            raise InvalidInput(
+            raise EmulatorConfigError(
                 f"each Mixture component is a (weight, law) pair, {example} (got {pair!r})"
             )
         weight, law = items
         if not isinstance(law, _LAWS):
-            raise InvalidInput(
+            raise EmulatorConfigError(
                 f"a Mixture component's law is a Duration, Pareto or Mixture (got {law!r})"
             )
         pairs.append((_weight(weight), law))
     if not pairs:
-        raise InvalidInput(f"a Mixture needs at least one (weight, law) pair, {example}")
+        raise EmulatorConfigError(f"a Mixture needs at least one (weight, law) pair, {example}")
     return tuple(pairs)
 
 
@@ -181,6 +187,9 @@ class Mixture:
     Attributes:
         components: ``(weight, law)`` pairs. Weights are relative (they need not add up to 1),
             each greater than 0; each law is a `Duration`, a `Pareto` or another `Mixture`.
+
+    Raises:
+        EmulatorConfigError: ``components`` is empty or not a list of such pairs.
     """
 
     components: tuple[tuple[float, DurationLaw], ...] = attrs.field(converter=_components)
@@ -203,7 +212,7 @@ _LAWS: Final = (Duration, Mixture, Pareto)
 
 def _law(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, _LAWS):
-        raise InvalidInput(
+        raise EmulatorConfigError(
             f"{type(instance).__name__}.{attribute.name} must be a Duration, Mixture or Pareto "
             f"(got {value!r})"
         )
@@ -217,6 +226,9 @@ class EmulatorTimings:
     seconds and renders in roughly 30 to 60 s; an upscale is quicker; a variation is a new grid.
     ``quadrant_lag`` is the time between status 3 and the four quadrant URLs appearing. Each
     phase takes a `Duration` (log-normal), a `Pareto` (heavy-tailed) or a `Mixture` of them.
+
+    Raises:
+        EmulatorConfigError: A phase is given something other than one of those laws.
     """
 
     grid_queue: DurationLaw = attrs.field(default=Duration(4.0, 0.6, 0.5), validator=_law)
@@ -232,14 +244,16 @@ class EmulatorTimings:
 
 def _rate(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise InvalidInput(f"Faults.{attribute.name} is a probability from 0 to 1 (got {value!r})")
+        raise EmulatorConfigError(
+            f"Faults.{attribute.name} is a probability from 0 to 1 (got {value!r})"
+        )
 
 
 def _positive_or_none(
     _: object, attribute: attrs.Attribute[float | None], value: float | None
 ) -> None:
     if value is not None and not value > 0:
-        raise InvalidInput(
+        raise EmulatorConfigError(
             f"Faults.{attribute.name} must be greater than 0 or None (got {value!r})"
         )
 
@@ -272,6 +286,11 @@ class Faults:
             HTTP 429 with ``Retry-After``. None for no limit.
         token_ttl: Seconds a getToken token stays valid; after that, code 1101. None: forever.
         endpoints: The endpoints the per-request faults apply to.
+
+    Raises:
+        EmulatorConfigError: A rate is outside 0 to 1, the per-request rates add up to more than
+            1, ``rate_limit`` or ``token_ttl`` is 0 or less, or ``endpoints`` names an unknown
+            endpoint.
     """
 
     too_many_requests: float = attrs.field(default=0.0, validator=_rate)
@@ -296,10 +315,10 @@ class Faults:
     def __attrs_post_init__(self) -> None:
         total = sum(rate for _, rate in self._per_request())
         if total > 1.0 + 1e-9:
-            raise InvalidInput(f"the per-request fault rates add up to {total:g}; at most 1")
+            raise EmulatorConfigError(f"the per-request fault rates add up to {total:g}; at most 1")
         unknown = self.endpoints - ENDPOINTS
         if unknown:
-            raise InvalidInput(
+            raise EmulatorConfigError(
                 f"Faults.endpoints has {sorted(unknown)}; allowed: {', '.join(sorted(ENDPOINTS))}"
             )
 
