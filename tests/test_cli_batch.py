@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 import akool_async as ak
-from akool_async._journal import JOURNAL_NAME, Journal, TaskState
 from akool_async.cli import main
-from akool_async.cli._batch import MANIFEST_NAME, BatchAborted, BatchOptions, BatchRunner
+from akool_async.cli._batch import BatchAborted, BatchOptions, BatchRunner
+from akool_async.cli._journal import JOURNAL_NAME, Journal, TaskState
+from akool_async.cli._manifest import MANIFEST_NAME
 from akool_async.cli._report import Summary
 from akool_async.cli._rows import Row, plan_tasks
 from akool_async.testing import AkoolEmulator, Faults

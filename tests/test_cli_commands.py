@@ -515,6 +515,53 @@ def test_emulator_subcommand_serves_until_sigterm(tmp_path: pathlib.Path) -> Non
         httpx.get(base_url)
 
 
+PARSE_AND_REPORT = """
+import sys
+from akool_async.cli._args import parse_args
+
+for argv in sys.argv[1:]:
+    options = parse_args(argv.split())
+    print(options.command, "akool_async.testing" in sys.modules)
+"""
+
+
+def test_only_the_emulator_subcommand_imports_the_emulator_to_parse() -> None:
+    """Parsing any other command line, --emulator included, leaves the emulator extra unimported."""
+    ran = subprocess.run(  # noqa: S603 - our own interpreter
+        [
+            sys.executable,
+            "-c",
+            PARSE_AND_REPORT,
+            "batch prompts.txt --out out --upscale all",
+            "credit --emulator --json",
+            "status job-1",
+            "emulator --port 0 --credit 5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CLI_DEADLINE,
+        check=False,
+    )
+
+    expected = "batch False\ncredit False\nstatus False\nemulator True\n"
+    assert (0, expected, "") == (ran.returncode, ran.stdout, ran.stderr)
+
+
+def test_emulator_help_lists_the_emulators_options() -> None:
+    """`akool-async emulator --help` shows the emulator's own options under its own name."""
+    ran = subprocess.run(  # noqa: S603 - our own console script
+        [*cli(), "emulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=CLI_DEADLINE,
+        check=False,
+    )
+
+    assert 0 == ran.returncode, ran.stderr
+    assert ran.stdout.startswith("usage: akool-async emulator")
+    assert all(option in ran.stdout for option in ("--host", "--port", "--time-scale", "--credit"))
+
+
 # -- in-process main() -------------------------------------------------------------------------
 
 

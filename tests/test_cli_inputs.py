@@ -19,8 +19,8 @@ import filelock
 import httpx
 import pytest
 
-from akool_async._journal import JOURNAL_NAME, Journal
 from akool_async.cli import main
+from akool_async.cli._journal import JOURNAL_NAME, Journal
 from akool_async.testing import TEST_API_KEY, AkoolEmulator
 
 SCALES = "1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from akool_async._journal import PlannedTask, TaskKind
 from akool_async._models import Scale
+from akool_async.cli._journal import PlannedTask, TaskKind
 from akool_async.cli._rows import (
     MAX_REPORTED,
     Row,

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from akool_async._journal import (
+from akool_async.cli._journal import (
     JOURNAL_NAME,
     Journal,
     JournalError,
@@ -521,7 +521,7 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     import anyio
-    from akool_async._journal import Journal, PlannedTask, TaskKind
+    from akool_async.cli._journal import Journal, PlannedTask, TaskKind
 
     async def main() -> None:
         journal = await Journal.open(sys.argv[1], endpoint=sys.argv[2])

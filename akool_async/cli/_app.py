@@ -25,21 +25,15 @@ from akool_async._errors import (
     MissingCredentials,
     WaitTimeout,
 )
-from akool_async._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
 from akool_async._models import ImageInfo, Scale
 from akool_async._polling import PollPolicy
 from akool_async._session import AkoolSession
 
-from ._args import PROG, build_parser
-from ._batch import (
-    MANIFEST_NAME,
-    BatchAborted,
-    BatchOptions,
-    BatchRunner,
-    Tally,
-    final_status,
-    suffix_of,
-)
+from ._args import EMULATOR, PROG, parse_args
+from ._batch import BatchAborted, BatchOptions, BatchRunner, Tally
+from ._files import suffix_of
+from ._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
+from ._manifest import MANIFEST_NAME, ManifestLine, OutputStatus, final_status
 from ._report import JsonReporter, PlainReporter, RichReporter, Summary, make_reporter, write_out
 from ._rows import Row, UsageError, check_row, parse_quadrants, plan_tasks, read_rows, slug
 
@@ -49,8 +43,9 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
-# The emulator's mean grid duration (queue + render + quadrants) at time scale 1.
-_EMULATOR_GRID_SECONDS: Final = 46.0
+# With --emulator the target lag shrinks with --time-scale, but not below this floor, which keeps
+# a sped-up run from spending its time on status requests.
+_SHORTEST_EMULATED_LAG: Final = 0.1
 IN_PROCESS_ENDPOINT: Final = "in-process emulator"
 LOCK_NAME: Final = ".akool-journal.lock"
 _BALANCE_WAIT: Final = 5.0  # seconds the optional balance read may take
@@ -77,13 +72,38 @@ logger = logging.getLogger("akool_async")
 # -- sessions ------------------------------------------------------------------------------------
 
 
+def _emulator_grid_seconds() -> float:
+    """A typical grid's duration (queue, render, quadrants) under the emulator's default timings.
+
+    At time scale 1: about 46 s. Imports the emulator, so only for ``--emulator``.
+    """
+    from akool_async.testing import (  # noqa: PLC0415 - the emulator extra
+        Duration,
+        EmulatorTimings,
+        Mixture,
+        Pareto,
+    )
+
+    def typical(law: Duration | Mixture | Pareto) -> float:
+        if isinstance(law, Duration):
+            return law.median
+        if isinstance(law, Pareto):
+            return law.minimum * 2 ** (1 / law.shape)  # its median
+        total = sum(weight for weight, _ in law.components)
+        return sum(weight * typical(part) for weight, part in law.components) / total
+
+    timings = EmulatorTimings()
+    return sum(map(typical, (timings.grid_queue, timings.grid_processing, timings.quadrant_lag)))
+
+
 def _poll_policy(options: argparse.Namespace, *, emulated: bool) -> PollPolicy:
+    policy = PollPolicy()
     expected = options.expected_duration
     lag = options.target_lag
     if emulated:
-        expected = expected or _EMULATOR_GRID_SECONDS * options.time_scale
-        lag = lag or max(2.75 * options.time_scale, 0.1)
-    policy = PollPolicy()
+        # The emulator's jobs take --time-scale times its default timings: so do these defaults.
+        expected = expected or _emulator_grid_seconds() * options.time_scale
+        lag = lag or max(policy.target_lag * options.time_scale, _SHORTEST_EMULATED_LAG)
     if expected is not None:
         policy = attrs.evolve(policy, expected_duration=expected)
     if lag is not None:
@@ -262,7 +282,7 @@ async def _drive(
         )
         return EXIT_FAILED
     if list_files:
-        write_out(sys.stdout, "".join(f"{out / line['file']}\n" for line in lines if line["file"]))
+        write_out(sys.stdout, "".join(f"{out / line.file}\n" for line in lines if line.file))
     return summary.exit_status
 
 
@@ -322,36 +342,36 @@ def _start_notes(
 
 def _summarise(
     tally: Tally,
-    lines: list[dict[str, Any]],
+    lines: list[ManifestLine],
     removed: tuple[str, ...],
     *,
     before: float | None,
     after: float | None,
     manifest: pathlib.Path | None,
 ) -> Summary:
-    rows: dict[int, set[str]] = {}
+    rows: dict[int, set[OutputStatus]] = {}
     unknown: list[str] = []
     lost: list[str] = []
     for line in lines:
-        if not line["in_file"]:
+        if not line.in_file:
             continue
-        rows.setdefault(line["row"], set()).add(line["status"])
-        if line["status"] != "unknown" or line["job_id"] is not None:
+        rows.setdefault(line.row, set()).add(line.status)
+        if line.status is not OutputStatus.UNKNOWN or line.job_id is not None:
             continue
-        if line["button"] is None:
-            unknown.append(f"row {line['row']}: {line['prompt']!r}")
-        elif not (line["error"] or "").startswith("not created"):
-            lost.append(f"row {line['row']} {line['button']}: {line['prompt']!r}")
+        if line.button is None:
+            unknown.append(f"row {line.row}: {line.prompt!r}")
+        elif not line.waiting_on_grid:
+            lost.append(f"row {line.row} {line.button}: {line.prompt!r}")
 
-    def count(status: str) -> int:
-        return sum(1 for statuses in rows.values() if _row_status(statuses) == status)
+    def count(status: OutputStatus) -> int:
+        return sum(1 for statuses in rows.values() if _row_status(statuses) is status)
 
     return Summary(
         rows=len(rows),
-        completed_rows=count("completed"),
-        failed_rows=count("failed"),
-        unknown_rows=count("unknown"),
-        pending_rows=count("pending"),
+        completed_rows=count(OutputStatus.COMPLETED),
+        failed_rows=count(OutputStatus.FAILED),
+        unknown_rows=count(OutputStatus.UNKNOWN),
+        pending_rows=count(OutputStatus.PENDING),
         outputs=dict(final_status(lines)),
         files_written=tally.files,
         creates_sent=tally.creates,
@@ -366,11 +386,12 @@ def _summarise(
     )
 
 
-def _row_status(statuses: set[str]) -> str:
-    for status in ("failed", "unknown", "pending"):
+def _row_status(statuses: set[OutputStatus]) -> OutputStatus:
+    """A row's status: its worst output's."""
+    for status in (OutputStatus.FAILED, OutputStatus.UNKNOWN, OutputStatus.PENDING):
         if status in statuses:
             return status
-    return "completed"
+    return OutputStatus.COMPLETED
 
 
 def _route_logs(options: argparse.Namespace, reporter: object) -> Callable[[], None]:
@@ -554,10 +575,9 @@ _COMMANDS: Final = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one status per outcome
-    """Run ``akool-async``; returns the exit status (0 done, 1 failed or unknown, 2 usage)."""
-    parser = build_parser()
-    options = parser.parse_args(argv)
-    if options.command == "emulator":
+    """Run ``akool-async``; the exit status (0 done, 1 failed or unknown, 2 usage, 130 Ctrl+C)."""
+    options = parse_args(argv)
+    if options.command == EMULATOR:
         from akool_async.testing.__main__ import serve  # noqa: PLC0415 - the emulator extra
 
         try:

@@ -1,18 +1,30 @@
-"""The ``akool-async`` argument parser: subcommands, shared options, and their checks."""
+"""The ``akool-async`` argument parser: subcommands, shared options, and their checks.
+
+``akool-async emulator`` takes the emulator's own options, added from ``akool_async.testing`` only
+when that subcommand runs: no other command imports the emulator to parse its arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+from collections.abc import Sequence
 from typing import Final
 
-from akool_async._argtypes import positive_number
 from akool_async._models import Scale
+from akool_async._polling import DEFAULT_EXPECTED_DURATION, PollPolicy
 
-__all__ = ["DEFAULT_TIME_SCALE", "PROG", "build_parser"]
+from ._argtypes import positive_number
+
+__all__ = ["DEFAULT_TIME_SCALE", "EMULATOR", "PROG", "build_parser", "parse_args"]
 
 PROG: Final = "akool-async"
-DEFAULT_TIME_SCALE: Final = 0.02  # a 46 s grid takes about a second
+EMULATOR: Final = "emulator"  # the subcommand that serves the emulator
+DEFAULT_TIME_SCALE: Final = 0.02  # the emulator's typical grid (about 46 s) in about a second
+_EMULATOR_DESCRIPTION: Final = (
+    "Serve the Akool emulator on a local port until Ctrl+C, printing the AKOOL_* lines that "
+    "point other programs (and akool-async) at it."
+)
 
 
 def _positive_int(text: str) -> int:
@@ -80,13 +92,20 @@ def _common() -> argparse.ArgumentParser:
         "--expected-duration",
         type=positive_number,
         metavar="SECONDS",
-        help="seconds a grid job is expected to take (default 45; scaled with --emulator)",
+        help=(
+            "seconds a grid job is expected to take (default: learned from the first jobs, "
+            f"starting near {DEFAULT_EXPECTED_DURATION:g}; with --emulator, its typical grid "
+            "times --time-scale)"
+        ),
     )
     polling.add_argument(
         "--target-lag",
         type=positive_number,
         metavar="SECONDS",
-        help="seconds by which 95%% of finished jobs should be noticed (default 2.75)",
+        help=(
+            "seconds by which 95%% of finished jobs should be noticed "
+            f"(default {PollPolicy().target_lag:g}; with --emulator, times --time-scale)"
+        ),
     )
     output = common.add_argument_group("output")
     output.add_argument(
@@ -117,7 +136,11 @@ def _follow_up_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``akool-async`` argument parser."""
+    """The ``akool-async`` argument parser.
+
+    Its ``emulator`` subcommand takes any arguments: `parse_args` hands them to the emulator's
+    own options, which this parser does not import.
+    """
     common = _common()
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -196,10 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("credit", parents=[common], help="the account's credit balance")
 
-    emulator = commands.add_parser("emulator", help="serve the Akool emulator on a local port")
-    from akool_async.testing.__main__ import add_arguments  # noqa: PLC0415 - the emulator extra
-
-    add_arguments(emulator)
+    commands.add_parser(
+        EMULATOR,
+        # Its options, --help included, are the emulator's: parse_args reads them.
+        add_help=False,
+        help="serve the Akool emulator on a local port",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -208,3 +233,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path("akool-demo"))
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse an ``akool-async`` command line (default ``sys.argv[1:]``) into its command's options.
+
+    The arguments of ``akool-async emulator`` go to a parser with the emulator's options,
+    imported from the emulator extra here and only for that subcommand.
+
+    Raises:
+        SystemExit: With status 2 and a usage message for bad arguments; 0 after ``--help``.
+    """
+    parser = build_parser()
+    options, rest = parser.parse_known_args(argv)
+    if options.command == EMULATOR:
+        return _emulator_options(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return options
+
+
+def _emulator_options(argv: Sequence[str]) -> argparse.Namespace:
+    from akool_async.testing.__main__ import add_arguments  # noqa: PLC0415 - the emulator extra
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} {EMULATOR}", description=_EMULATOR_DESCRIPTION)
+    add_arguments(parser)
+    return parser.parse_args(argv, argparse.Namespace(command=EMULATOR))

@@ -8,18 +8,13 @@ missing or differ from their recorded sha256 are fetched again.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
+import enum
 import pathlib
-import re
-import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -42,31 +37,26 @@ from akool_async._errors import (
     TransportError,
 )
 from akool_async._job import DEFAULT_MAX_BYTES
-from akool_async._journal import Journal, OutputRecord, TaskKind, TaskRecord, TaskState
 from akool_async._models import ImageInfo
 from akool_async._session import AkoolSession
 
+from ._files import broken_outputs, file_name, remove_part_files
+from ._journal import Journal, OutputRecord, TaskKind, TaskRecord, TaskState
+from ._manifest import ManifestLine, OutputStatus, manifest_lines, orphan_status, write_manifest
+
 __all__ = [
-    "MANIFEST_NAME",
     "BatchAborted",
     "BatchOptions",
     "BatchRunner",
+    "DisplayState",
     "Reporter",
     "Tally",
-    "final_status",
-    "manifest_lines",
-    "suffix_of",
-    "write_manifest",
 ]
 
 _T = TypeVar("_T")
 
-MANIFEST_NAME: Final = "manifest.jsonl"
 _MANIFEST_EVERY: Final = 2.0  # seconds between manifest rewrites while a batch runs
 _QUADRANTS: Final = ("q1", "q2", "q3", "q4")
-_IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
-_PART_FILE: Final = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
-_HASH_CHUNK: Final = 1 << 20
 # Refusals that say the account cannot create anything now: stop the batch instead of
 # sending the same refused create for every row.
 _FATAL: Final = (AuthenticationError, AccountBanned, InsufficientCredit, PaymentRequired,
@@ -75,6 +65,36 @@ _FATAL: Final = (AuthenticationError, AccountBanned, InsufficientCredit, Payment
 # (1108 "try again later", a rate limit, a create that provably never left) made no job: the
 # next run tries again.
 _FINAL: Final = (ParameterError, OperationNotAllowed, ContentNotFound, InvalidInput)
+
+
+class DisplayState(enum.StrEnum):
+    """Where the progress display shows a task, in the order it shows them.
+
+    The last three are the endings a task is reported with (`OutputStatus`); the display has no
+    ``pending``: a task not yet started this run is ``queued``.
+    """
+
+    QUEUED = "queued"
+    CREATING = "creating"
+    RUNNING = "running"
+    DOWNLOADING = "downloading"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+# How a task that ends in this run shows.
+_SHOWN_ENDING: Final = {
+    OutputStatus.COMPLETED: DisplayState.COMPLETED,
+    OutputStatus.FAILED: DisplayState.FAILED,
+    OutputStatus.UNKNOWN: DisplayState.UNKNOWN,
+}
+# How a task an earlier run finished shows, when this run has nothing left to do for it.
+_SHOWN_ENDED: Final = {
+    TaskState.COMPLETED: DisplayState.COMPLETED,
+    TaskState.FAILED: DisplayState.FAILED,
+    TaskState.UNKNOWN: DisplayState.UNKNOWN,
+}
 
 
 class BatchAborted(AkoolError):
@@ -108,7 +128,7 @@ class Tally:
 
     tasks: int = 0
     todo: int = 0
-    states: Counter[str] = attrs.field(factory=Counter[str])
+    states: Counter[DisplayState] = attrs.field(factory=Counter[DisplayState])
     files: int = 0
     bytes: int = 0
     credits: float = 0.0
@@ -134,19 +154,16 @@ class Reporter(Protocol):
     """What the runner tells the progress display."""
 
     def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
-        """Something happened to a task: created, completed, failed, unknown, downloaded, ..."""
+        """Something happened to a task.
+
+        ``kind`` is ``created``, ``downloaded``, or the `OutputStatus` the task ended with.
+        """
 
     def note(self, message: str) -> None:
         """A line worth showing once (a resumed task, a re-fetched file)."""
 
     def refresh(self) -> None:
         """The tally changed."""
-
-
-@attrs.define
-class _Failure:
-    error: str
-    status: str = "failed"
 
 
 class BatchRunner:
@@ -172,9 +189,10 @@ class BatchRunner:
         self._relocated = relocated
         self._rows = anyio.CapacityLimiter(options.concurrency)
         self._downloads = anyio.CapacityLimiter(options.downloads)
-        self._download_errors: dict[tuple[str, str], _Failure] = {}
+        # Why an output (task key, output name) could not be downloaded this run.
+        self._download_errors: dict[tuple[str, str], str] = {}
         self._manifest_cost = 0.0
-        self._shown: dict[str, str] = {}
+        self._shown: dict[str, DisplayState] = {}
         self._stop: anyio.CancelScope | None = None
         self._aborted: AkoolError | None = None
         children: dict[str, list[str]] = {}
@@ -192,10 +210,10 @@ class BatchRunner:
         Sends nothing. A file that is missing or does not match its recorded sha256 is
         forgotten, so it is downloaded again.
         """
-        await anyio.to_thread.run_sync(_remove_part_files, self.options.out)
+        await anyio.to_thread.run_sync(remove_part_files, self.options.out)
         planned = set(self._planned)
         recorded = [output for (key, _), output in self.journal.outputs.items() if key in planned]
-        broken = await anyio.to_thread.run_sync(_broken_outputs, self.options.out, recorded)
+        broken = await anyio.to_thread.run_sync(broken_outputs, self.options.out, recorded)
         for output, reason in broken:
             await self.journal.forget_output(output.task_key, output.name)
             self.reporter.note(f"{output.file} {reason}: downloading it again")
@@ -268,8 +286,8 @@ class BatchRunner:
             await anyio.sleep(max(_MANIFEST_EVERY, 20 * self._manifest_cost))
             await self.write_manifest()
 
-    def manifest_lines(self) -> list[dict[str, Any]]:
-        """The manifest as it stands: one object per output."""
+    def manifest_lines(self) -> list[ManifestLine]:
+        """The manifest as it stands: one line per output."""
         return manifest_lines(self.journal, self._planned, self._download_errors)
 
     async def write_manifest(self) -> None:
@@ -288,7 +306,7 @@ class BatchRunner:
             children = self._children.get(key, [])
             if info is None:
                 grid = self.journal.tasks[key]
-                status, reason = _orphan_status(grid)
+                status, reason = orphan_status(grid)
                 for child in children:
                     if self._needs_work(child):
                         self._finish(self.journal.tasks[child], status, reason)
@@ -305,7 +323,7 @@ class BatchRunner:
             record = await self._reconsider_unknown(record, parent)
             if record.state is TaskState.UNKNOWN:
                 if parent is not None:
-                    self._finish(record, "unknown", record.error)
+                    self._finish(record, OutputStatus.UNKNOWN, record.error)
                 return None
         if record.state is TaskState.FAILED and record.retryable:
             record = await self.journal.resubmit(key)
@@ -326,7 +344,7 @@ class BatchRunner:
             try:
                 fresh = await self.session.get_image_info(parent.id)
             except AkoolError as error:
-                self.reporter.event("unknown", record, f"cannot check the grid: {error}")
+                self.reporter.event(OutputStatus.UNKNOWN, record, f"cannot check the grid: {error}")
                 return record
             if record.button in fresh.buttons and record.button not in fresh.used_buttons:
                 self.reporter.note(
@@ -343,7 +361,7 @@ class BatchRunner:
     async def _create(self, record: TaskRecord, parent: ImageInfo | None) -> TaskRecord:
         key = record.key
         await self.journal.intent(key)
-        self._move(record, "creating")
+        self._move(record, DisplayState.CREATING)
         try:
             if record.kind is TaskKind.GRID:
                 info = await self.session.create_by_prompt(
@@ -355,12 +373,12 @@ class BatchRunner:
                 info = await self.session.create_by_button(parent.id, record.button)
         except SubmissionUnknown as error:
             updated = await self.journal.unknown(key, str(error))
-            self._finish(updated, "unknown", str(error))
+            self._finish(updated, OutputStatus.UNKNOWN, str(error))
             return updated
         except _FATAL as error:
             reason = f"{error} (not created: the batch stopped here; the next run goes on)"
             updated = await self.journal.refused(key, reason)
-            self._finish(updated, "failed", reason)
+            self._finish(updated, OutputStatus.FAILED, reason)
             # Every other create would be refused alike: stop them all, keep what is done.
             if self._aborted is None:
                 self._aborted = error
@@ -369,24 +387,24 @@ class BatchRunner:
             return updated
         except _FINAL as error:
             updated = await self.journal.failed(key, str(error), None, None)
-            self._finish(updated, "failed", str(error))
+            self._finish(updated, OutputStatus.FAILED, str(error))
             return updated
         except AkoolError as error:
             # Provably not delivered (after retries) or refused for now: no job, no charge.
             reason = f"{error} (not created: the next run tries again)"
             updated = await self.journal.refused(key, reason)
-            self._finish(updated, "failed", reason)
+            self._finish(updated, OutputStatus.FAILED, reason)
             return updated
         # Shielded: once Akool has answered, the id is recorded even if the run is being stopped.
         updated = await _shielded(self.journal.created(key, info.id))
         self.tally.creates += 1
-        self._move(updated, "running")
+        self._move(updated, DisplayState.RUNNING)
         self.reporter.event("created", updated, info.id)
         return updated
 
     async def _wait(self, record: TaskRecord) -> TaskRecord:
         assert record.job_id is not None  # noqa: S101 - created tasks have an id
-        self._move(record, "running")
+        self._move(record, DisplayState.RUNNING)
         try:
             info = await self.session.job(record.job_id).wait()
         except JobFailed as error:
@@ -395,21 +413,21 @@ class BatchRunner:
                 record.key, str(error), final.to_wire(), final.deduction_credit
             )
             self._spent(final)
-            self._finish(updated, "failed", str(error))
+            self._finish(updated, OutputStatus.FAILED, str(error))
             return updated
         except ContentNotFound as error:
             updated = await self.journal.failed(record.key, str(error), None, None)
-            self._finish(updated, "failed", str(error))
+            self._finish(updated, OutputStatus.FAILED, str(error))
             return updated
         except AkoolError as error:
             updated = await self.journal.note(
                 record.key, f"still running when this run gave up waiting: {error}"
             )
-            self._finish(updated, "unknown", str(error))
+            self._finish(updated, OutputStatus.UNKNOWN, str(error))
             return updated
         updated = await self.journal.completed(record.key, info.to_wire(), info.deduction_credit)
         self._spent(info)
-        self._move(updated, "downloading")
+        self._move(updated, DisplayState.DOWNLOADING)
         return updated
 
     async def _download_all(self, record: TaskRecord, info: ImageInfo) -> None:
@@ -420,29 +438,29 @@ class BatchRunner:
         ]
         if not wanted:
             return
-        self._move(record, "downloading")
+        self._move(record, DisplayState.DOWNLOADING)
         async with anyio.create_task_group() as group:
             for name, url in wanted:
                 group.start_soon(self._download, record, info, name, url)
         failed = [name for name, _ in wanted if (record.key, name) in self._download_errors]
         if failed:
-            self._finish(record, "failed", self._download_errors[record.key, failed[0]].error)
+            self._finish(record, OutputStatus.FAILED, self._download_errors[record.key, failed[0]])
         else:
-            self._finish(record, "completed", None)
+            self._finish(record, OutputStatus.COMPLETED, None)
 
     async def _download(
         self, record: TaskRecord, info: ImageInfo, name: str, url: str | None
     ) -> None:
-        file = _file_name(record, name, url)
+        file = file_name(record, name, url)
         self._download_errors.pop((record.key, name), None)
         if url is None:
-            self._download_errors[record.key, name] = _Failure(
+            self._download_errors[record.key, name] = (
                 f"job {info.id} completed without a URL for its {name} image"
             )
             return
         expires = info.expires_at
         if expires is not None and datetime.now(UTC) >= expires:
-            self._download_errors[record.key, name] = _Failure(
+            self._download_errors[record.key, name] = (
                 f"the result expired at {expires:%Y-%m-%d %H:%M} UTC: Akool keeps results for "
                 "seven days"
             )
@@ -455,7 +473,7 @@ class BatchRunner:
         except (DownloadError, TransportError) as error:
             final = isinstance(error, ResultExpired)
             note = "" if final else " (the next run tries again)"
-            self._download_errors[record.key, name] = _Failure(f"{error}{note}")
+            self._download_errors[record.key, name] = f"{error}{note}"
             return
         await self.journal.output(
             OutputRecord(
@@ -482,14 +500,13 @@ class BatchRunner:
 
     # -- the tally -------------------------------------------------------------------------------
 
-    def _display_state(self, key: str, *, needs_work: bool) -> str:
-        state = self.journal.tasks[key].state
-        if needs_work or state not in {TaskState.COMPLETED, TaskState.FAILED, TaskState.UNKNOWN}:
-            return "queued"
-        return str(state.value)
+    def _display_state(self, key: str, *, needs_work: bool) -> DisplayState:
+        if needs_work:
+            return DisplayState.QUEUED
+        return _SHOWN_ENDED.get(self.journal.tasks[key].state, DisplayState.QUEUED)
 
-    def _move(self, record: TaskRecord, state: str) -> None:
-        previous = self._shown.get(record.key, "queued")
+    def _move(self, record: TaskRecord, state: DisplayState) -> None:
+        previous = self._shown.get(record.key, DisplayState.QUEUED)
         if previous == state:
             return
         self._shown[record.key] = state
@@ -497,10 +514,10 @@ class BatchRunner:
         self.tally.states[state] += 1
         self.reporter.refresh()
 
-    def _finish(self, record: TaskRecord, state: str, detail: str | None) -> None:
-        self._move(record, state)
+    def _finish(self, record: TaskRecord, ending: OutputStatus, detail: str | None) -> None:
+        self._move(record, _SHOWN_ENDING[ending])
         self.tally.finished += 1
-        self.reporter.event(state, record, detail)
+        self.reporter.event(ending, record, detail)
 
     def _spent(self, info: ImageInfo) -> None:
         if info.deduction_credit is not None:
@@ -512,172 +529,3 @@ async def _shielded(step: Awaitable[_T]) -> _T:
         return await step
     # A shielded scope swallows nothing; type checkers cannot tell that its __exit__ never does.
     raise AssertionError  # pragma: no cover
-
-
-# -- files ---------------------------------------------------------------------------------------
-
-
-def suffix_of(url: str | None) -> str:
-    """The image file suffix a URL's path shows, ``.png`` when it shows none."""
-    if url is None:
-        return ".png"
-    path = url.split("?", 1)[0].split("#", 1)[0]
-    suffix = pathlib.PurePosixPath(path).suffix.lower()
-    return suffix if suffix in _IMAGE_SUFFIXES else ".png"
-
-
-def _file_name(record: TaskRecord, name: str, url: str | None) -> str:
-    if name == "image":
-        return f"{record.stem}{suffix_of(url)}"
-    return f"{record.stem}_{name}{suffix_of(url)}"
-
-
-def _remove_part_files(out: pathlib.Path) -> None:
-    """Delete the hidden partial files a killed run's downloads left behind. Blocking."""
-    for entry in out.iterdir():
-        if _PART_FILE.match(entry.name) and entry.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-
-
-def _broken_outputs(
-    out: pathlib.Path, outputs: Sequence[OutputRecord]
-) -> list[tuple[OutputRecord, str]]:
-    """The recorded files that are missing or differ from their sha256. Blocking."""
-    broken: list[tuple[OutputRecord, str]] = []
-    for output in outputs:
-        path = out / output.file
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            broken.append((output, "is missing"))
-            continue
-        if size != output.size or _sha256(path) != output.sha256:
-            broken.append((output, "does not match its recorded sha256"))
-    return broken
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# -- the manifest --------------------------------------------------------------------------------
-
-
-def manifest_lines(
-    journal: Journal,
-    planned: Sequence[str],
-    download_errors: dict[tuple[str, str], _Failure] | None = None,
-) -> list[dict[str, Any]]:
-    """One object per output: the current plan's tasks in row order, then tasks no longer in it."""
-    failures: dict[str, dict[str, _Failure]] = {}
-    for (task_key, name), failure in (download_errors or {}).items():
-        failures.setdefault(task_key, {})[name] = failure
-    in_plan = set(planned)
-    order = {key: index for index, key in enumerate(planned)}
-    records = sorted(
-        journal.tasks.values(),
-        key=lambda record: (
-            record.key not in in_plan,
-            order.get(record.key, 0),
-            record.row,
-            record.position,
-        ),
-    )
-    lines: list[dict[str, Any]] = []
-    for record in records:
-        failed = failures.get(record.key, {})
-        lines.extend(_lines_of(journal, record, failed, in_plan=record.key in in_plan))
-    return lines
-
-
-def _lines_of(
-    journal: Journal,
-    record: TaskRecord,
-    failures: dict[str, _Failure],
-    *,
-    in_plan: bool,
-) -> list[dict[str, Any]]:
-    parent = journal.tasks.get(record.parent_key) if record.parent_key else None
-    base: dict[str, Any] = {
-        "prompt": record.prompt,
-        "row": record.row,
-        "job_id": record.job_id,
-        "parent_id": parent.job_id if parent is not None else None,
-        "button": record.button,
-        "status": "pending",
-        "file": None,
-        "sha256": None,
-        "error": record.error,
-        "credits": record.credits,
-        "output": "image" if record.kind is TaskKind.UPSCALE else "grid",
-        "kind": record.kind.value,
-        "scale": record.scale,
-        "in_file": in_plan,
-    }
-    if record.state is TaskState.COMPLETED:
-        names = [output.name for output in journal.outputs_of(record.key)]
-        names += [name for name in failures if name not in names]
-        primary = "image" if record.kind is TaskKind.UPSCALE else "grid"
-        names = sorted(set(names) | {primary}, key=_output_order)
-        lines: list[dict[str, Any]] = []
-        for index, name in enumerate(names):
-            line = dict(base, output=name, credits=record.credits if index == 0 else 0)
-            output = journal.outputs.get((record.key, name))
-            failure = failures.get(name)
-            if output is not None:
-                line.update(status="completed", file=output.file, sha256=output.sha256, error=None)
-            elif failure is not None:
-                line.update(status=failure.status, error=failure.error)
-            else:
-                line.update(status="pending", error=None)
-            lines.append(line)
-        return lines
-    if record.state in {TaskState.FAILED, TaskState.UNKNOWN}:
-        base["status"] = record.state.value
-    elif record.state is TaskState.PENDING and parent is not None:
-        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN} or (
-            parent.state is TaskState.CREATED and parent.error
-        ):
-            base["status"], base["error"] = _orphan_status(parent)
-    elif record.state is TaskState.CREATED and record.error:
-        base["status"] = "unknown"
-    return [base]
-
-
-def _orphan_status(grid: TaskRecord) -> tuple[str, str]:
-    """How a follow-up stands when its grid did not complete: its status and why."""
-    if grid.state is TaskState.FAILED:
-        return "failed", "not created: its grid is failed"
-    if grid.state is TaskState.UNKNOWN:
-        return "unknown", "not created: its grid is unknown"
-    return "unknown", "not created yet: its grid is not finished (the next run goes on)"
-
-
-def _output_order(name: str) -> tuple[int, str]:
-    return (0 if name in {"grid", "image"} else 1, name)
-
-
-def write_manifest(out: pathlib.Path, lines: Sequence[dict[str, Any]]) -> None:
-    """Write the manifest to a hidden file, fsync it, and rename it into place. Blocking."""
-    target = out / MANIFEST_NAME
-    temporary = out / f".{MANIFEST_NAME}.{secrets.token_hex(6)}.part"
-    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    try:
-        with temporary.open("w", encoding="utf-8", newline="\n") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def final_status(lines: Sequence[dict[str, Any]]) -> Counter[str]:
-    """How many of the current plan's outputs ended in each status."""
-    return Counter(line["status"] for line in lines if line["in_file"])

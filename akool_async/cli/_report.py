@@ -15,9 +15,9 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from akool_async._journal import TaskRecord
-
-from ._batch import Tally
+from ._batch import DisplayState, Tally
+from ._journal import TaskRecord
+from ._manifest import OutputStatus
 
 __all__ = [
     "JsonReporter",
@@ -28,7 +28,7 @@ __all__ = [
     "write_out",
 ]
 
-_STATES: Final = ("queued", "creating", "running", "downloading", "completed", "failed", "unknown")
+_ENDINGS: Final = frozenset({OutputStatus.COMPLETED, OutputStatus.FAILED, OutputStatus.UNKNOWN})
 _PLAIN_EVERY: Final = 10.0  # seconds between progress lines in plain mode
 _SCREENFUL: Final = 20  # items of a list shown in the summary
 
@@ -152,7 +152,7 @@ class PlainReporter:
 
     def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
         """One line per task that ends; created and downloaded go unsaid."""
-        if kind in {"completed", "failed", "unknown"}:
+        if kind in _ENDINGS:
             suffix = f": {detail}" if detail else ""
             job = f" (job {record.job_id})" if record.job_id else ""
             self._write(f"{_describe(record)} {kind}{job}{suffix}")
@@ -272,10 +272,10 @@ class RichReporter:
         tally = self.tally
         self._progress.update(self._task, completed=tally.finished, total=max(tally.todo, 1))
         table = Table.grid(padding=(0, 2))
-        for _ in _STATES:
+        for _ in DisplayState:
             table.add_column(justify="right")
-        table.add_row(*(f"[dim]{state}[/]" for state in _STATES))
-        table.add_row(*(str(tally.states.get(state, 0)) for state in _STATES))
+        table.add_row(*(f"[dim]{state}[/]" for state in DisplayState))
+        table.add_row(*(str(tally.states.get(state, 0)) for state in DisplayState))
         stats = Table.grid(padding=(0, 2))
         stats.add_row(
             f"throughput [bold]{tally.rate() * 60:.1f}[/] tasks/min",
@@ -287,7 +287,7 @@ class RichReporter:
 
     def event(self, kind: str, record: TaskRecord, detail: str | None = None) -> None:
         """Failures and unknowns are printed above the display; the rest only counted."""
-        if kind in {"failed", "unknown"}:
+        if kind in {OutputStatus.FAILED, OutputStatus.UNKNOWN}:
             self.console.print(f"[red]{kind}[/] {_describe(record)}: {detail or ''}", markup=True)
         self.refresh()
 
@@ -340,7 +340,7 @@ def make_reporter(
 
 def _progress_text(tally: Tally) -> str:
     counts = ", ".join(
-        f"{state} {tally.states.get(state, 0)}" for state in _STATES if tally.states.get(state)
+        f"{state} {tally.states.get(state, 0)}" for state in DisplayState if tally.states.get(state)
     )
     eta = tally.eta()
     eta_text = f", ETA {eta:.0f} s" if eta is not None else ""

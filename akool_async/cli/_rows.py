@@ -20,9 +20,10 @@ from typing import Any, Final
 import attrs
 
 from akool_async._errors import InvalidInput
-from akool_async._journal import PlannedTask, TaskKind
 from akool_async._models import Scale
 from akool_async._validate import check_prompt, check_scale, check_url
+
+from ._journal import PlannedTask, TaskKind
 
 __all__ = [
     "MAX_REPORTED",

@@ -1,4 +1,4 @@
-"""Argument types shared by the package's command lines (``akool-async``, the emulator's)."""
+"""Argument types of the ``akool-async`` command line: durations and factors above 0."""
 
 from __future__ import annotations
 

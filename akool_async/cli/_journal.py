@@ -35,7 +35,7 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from ._errors import AkoolError
+from akool_async._errors import AkoolError
 
 __all__ = [
     "JOURNAL_NAME",
