@@ -55,7 +55,21 @@ def _scale(text: str) -> Scale:
 
 
 def _common() -> argparse.ArgumentParser:
+    """The options every command but ``emulator`` takes."""
     common = argparse.ArgumentParser(add_help=False)
+    _connection_options(common)
+    _polling_options(common)
+    output = common.add_argument_group("output")
+    output.add_argument(
+        "--json", action="store_true", help="machine-readable JSON lines on standard output"
+    )
+    output.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log requests and retries (-vv: more)"
+    )
+    return common
+
+
+def _connection_options(common: argparse.ArgumentParser) -> None:
     group = common.add_argument_group("connection (defaults from AKOOL_* environment variables)")
     group.add_argument("--api-key", metavar="KEY", help="Akool API key (default $AKOOL_API_KEY)")
     group.add_argument("--token", metavar="TOKEN", help="a bearer token (default $AKOOL_TOKEN)")
@@ -87,6 +101,9 @@ def _common() -> argparse.ArgumentParser:
         metavar="N",
         help="with --emulator: fixes ids, timings and images",
     )
+
+
+def _polling_options(common: argparse.ArgumentParser) -> None:
     polling = common.add_argument_group("polling")
     polling.add_argument(
         "--expected-duration",
@@ -107,14 +124,6 @@ def _common() -> argparse.ArgumentParser:
             f"(default {PollPolicy().target_lag:g}; with --emulator, times --time-scale)"
         ),
     )
-    output = common.add_argument_group("output")
-    output.add_argument(
-        "--json", action="store_true", help="machine-readable JSON lines on standard output"
-    )
-    output.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log requests and retries (-vv: more)"
-    )
-    return common
 
 
 def _follow_up_options(parser: argparse.ArgumentParser) -> None:
@@ -152,9 +161,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    generate = commands.add_parser(
-        "generate", parents=[common], help="one prompt, its follow-ups, downloaded"
+    _generate_options(
+        commands.add_parser(
+            "generate", parents=[common], help="one prompt, its follow-ups, downloaded"
+        )
     )
+    _batch_options(
+        commands.add_parser("batch", parents=[common], help="every prompt of a file; resumable")
+    )
+
+    status = commands.add_parser("status", parents=[common], help="one job's state, one request")
+    status.add_argument("id", help="the job's id")
+
+    _wait_options(commands.add_parser("wait", parents=[common], help="wait for a job to finish"))
+
+    for name, verb in (("upscale", "U"), ("vary", "V")):
+        _press_options(
+            commands.add_parser(
+                name, parents=[common], help=f"press {verb}N on a finished grid and download it"
+            )
+        )
+
+    commands.add_parser("credit", parents=[common], help="the account's credit balance")
+
+    commands.add_parser(
+        EMULATOR,
+        # Its options, --help included, are the emulator's: parse_args reads them.
+        add_help=False,
+        help="serve the Akool emulator on a local port",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="a short batch against the embedded emulator (no account needed)",
+    )
+    demo.add_argument("--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path("akool-demo"))
+    return parser
+
+
+def _generate_options(generate: argparse.ArgumentParser) -> None:
     generate.add_argument("prompt", help="what to draw")
     generate.add_argument(
         "--scale", metavar="RATIO", type=_scale, default=Scale.RATIO_1_1, help="aspect ratio"
@@ -165,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _follow_up_options(generate)
 
-    batch = commands.add_parser("batch", parents=[common], help="every prompt of a file; resumable")
+
+def _batch_options(batch: argparse.ArgumentParser) -> None:
     batch.add_argument("file", type=pathlib.Path, help=".txt, .jsonl or .csv prompt file")
     batch.add_argument(
         "--out",
@@ -195,10 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _follow_up_options(batch)
 
-    status = commands.add_parser("status", parents=[common], help="one job's state, one request")
-    status.add_argument("id", help="the job's id")
 
-    wait = commands.add_parser("wait", parents=[common], help="wait for a job to finish")
+def _wait_options(wait: argparse.ArgumentParser) -> None:
     wait.add_argument("id", help="the job's id")
     wait.add_argument(
         "--timeout", type=positive_number, metavar="SECONDS", help="give up after this many seconds"
@@ -207,32 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", type=pathlib.Path, help="also download the result into this folder"
     )
 
-    for name, verb in (("upscale", "U"), ("vary", "V")):
-        press = commands.add_parser(
-            name, parents=[common], help=f"press {verb}N on a finished grid and download it"
-        )
-        press.add_argument("id", help="the grid job's id")
-        press.add_argument("n", type=_quadrant, help="the quadrant: 1 to 4")
-        press.add_argument(
-            "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path(), help="folder (.)"
-        )
 
-    commands.add_parser("credit", parents=[common], help="the account's credit balance")
-
-    commands.add_parser(
-        EMULATOR,
-        # Its options, --help included, are the emulator's: parse_args reads them.
-        add_help=False,
-        help="serve the Akool emulator on a local port",
+def _press_options(press: argparse.ArgumentParser) -> None:
+    press.add_argument("id", help="the grid job's id")
+    press.add_argument("n", type=_quadrant, help="the quadrant: 1 to 4")
+    press.add_argument(
+        "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path(), help="folder (.)"
     )
-
-    demo = commands.add_parser(
-        "demo",
-        parents=[common],
-        help="a short batch against the embedded emulator (no account needed)",
-    )
-    demo.add_argument("--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path("akool-demo"))
-    return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

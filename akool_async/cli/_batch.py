@@ -42,7 +42,14 @@ from akool_async._session import AkoolSession
 
 from ._files import broken_outputs, file_name, remove_part_files
 from ._journal import Journal, OutputRecord, TaskKind, TaskRecord, TaskState
-from ._manifest import ManifestLine, OutputStatus, manifest_lines, orphan_status, write_manifest
+from ._manifest import (
+    ENDED_STATUS,
+    ManifestLine,
+    OutputStatus,
+    manifest_lines,
+    orphan_status,
+    write_manifest,
+)
 
 __all__ = [
     "BatchAborted",
@@ -83,18 +90,10 @@ class DisplayState(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-# How a task that ends in this run shows.
-_SHOWN_ENDING: Final = {
-    OutputStatus.COMPLETED: DisplayState.COMPLETED,
-    OutputStatus.FAILED: DisplayState.FAILED,
-    OutputStatus.UNKNOWN: DisplayState.UNKNOWN,
-}
+# How a task that ends in this run shows: as its ending, which has the same name.
+_SHOWN_ENDING: Final = {ending: DisplayState(ending.value) for ending in ENDED_STATUS.values()}
 # How a task an earlier run finished shows, when this run has nothing left to do for it.
-_SHOWN_ENDED: Final = {
-    TaskState.COMPLETED: DisplayState.COMPLETED,
-    TaskState.FAILED: DisplayState.FAILED,
-    TaskState.UNKNOWN: DisplayState.UNKNOWN,
-}
+_SHOWN_ENDED: Final = {state: _SHOWN_ENDING[ending] for state, ending in ENDED_STATUS.items()}
 
 
 class BatchAborted(AkoolError):
@@ -376,9 +375,9 @@ class BatchRunner:
             self._finish(updated, OutputStatus.UNKNOWN, str(error))
             return updated
         except _FATAL as error:
-            reason = f"{error} (not created: the batch stopped here; the next run goes on)"
-            updated = await self.journal.refused(key, reason)
-            self._finish(updated, OutputStatus.FAILED, reason)
+            updated = await self._refused(
+                key, f"{error} (not created: the batch stopped here; the next run goes on)"
+            )
             # Every other create would be refused alike: stop them all, keep what is done.
             if self._aborted is None:
                 self._aborted = error
@@ -391,15 +390,18 @@ class BatchRunner:
             return updated
         except AkoolError as error:
             # Provably not delivered (after retries) or refused for now: no job, no charge.
-            reason = f"{error} (not created: the next run tries again)"
-            updated = await self.journal.refused(key, reason)
-            self._finish(updated, OutputStatus.FAILED, reason)
-            return updated
+            return await self._refused(key, f"{error} (not created: the next run tries again)")
         # Shielded: once Akool has answered, the id is recorded even if the run is being stopped.
         updated = await _shielded(self.journal.created(key, info.id))
         self.tally.creates += 1
         self._move(updated, DisplayState.RUNNING)
         self.reporter.event("created", updated, info.id)
+        return updated
+
+    async def _refused(self, key: str, reason: str) -> TaskRecord:
+        """Record a create that made no job: failed in this run, created again by the next."""
+        updated = await self.journal.refused(key, reason)
+        self._finish(updated, OutputStatus.FAILED, reason)
         return updated
 
     async def _wait(self, record: TaskRecord) -> TaskRecord:

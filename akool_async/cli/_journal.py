@@ -436,16 +436,7 @@ class Journal:
         added: list[str] = []
         kept: list[str] = []
         with self._db:
-            recovered = [
-                key
-                for (key,) in self._db.execute(
-                    "SELECT key FROM tasks WHERE state = ?", (TaskState.INTENT.value,)
-                )
-            ]
-            self._db.execute(
-                "UPDATE tasks SET state = ?, error = ? WHERE state = ?",
-                (TaskState.UNKNOWN.value, _LOST_ANSWER, TaskState.INTENT.value),
-            )
+            recovered = self._recover()
             self._db.execute("UPDATE tasks SET in_plan = 0")
             (position,) = self._db.execute(
                 "SELECT COALESCE(MAX(position), 0) FROM tasks"
@@ -464,25 +455,7 @@ class Journal:
                 stems[task.key] = stem
                 used.add(stem.casefold())
                 position += 1
-                self._db.execute(
-                    "INSERT INTO tasks (key, kind, row, prompt, scale, source_image, parent_key, "
-                    "button, stem, state, position, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        task.key,
-                        task.kind.value,
-                        task.row,
-                        task.prompt,
-                        task.scale,
-                        task.source_image,
-                        task.parent_key,
-                        task.button,
-                        stem,
-                        TaskState.PENDING.value,
-                        position,
-                        now,
-                    ),
-                )
+                self._insert(task, stem, position, now)
                 added.append(task.key)
             removed = [
                 key for (key,) in self._db.execute("SELECT key FROM tasks WHERE in_plan = 0")
@@ -491,6 +464,41 @@ class Journal:
             added=tuple(added), kept=tuple(kept), removed=tuple(removed), recovered=tuple(recovered)
         )
         return (report, *self._load())
+
+    def _recover(self) -> list[str]:
+        """Mark the tasks a crash left between intent and answer unknown; return their keys."""
+        recovered = [
+            key
+            for (key,) in self._db.execute(
+                "SELECT key FROM tasks WHERE state = ?", (TaskState.INTENT.value,)
+            )
+        ]
+        self._db.execute(
+            "UPDATE tasks SET state = ?, error = ? WHERE state = ?",
+            (TaskState.UNKNOWN.value, _LOST_ANSWER, TaskState.INTENT.value),
+        )
+        return recovered
+
+    def _insert(self, task: PlannedTask, stem: str, position: int, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO tasks (key, kind, row, prompt, scale, source_image, parent_key, "
+            "button, stem, state, position, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task.key,
+                task.kind.value,
+                task.row,
+                task.prompt,
+                task.scale,
+                task.source_image,
+                task.parent_key,
+                task.button,
+                stem,
+                TaskState.PENDING.value,
+                position,
+                now,
+            ),
+        )
 
     def _output(self, record: OutputRecord) -> None:
         with self._db:

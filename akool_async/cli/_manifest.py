@@ -12,7 +12,7 @@ import json
 import os
 import pathlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from ._files import part_file_for
 from ._journal import Journal, TaskKind, TaskRecord, TaskState
 
 __all__ = [
+    "ENDED_STATUS",
     "MANIFEST_NAME",
     "ManifestLine",
     "OutputStatus",
@@ -46,12 +47,12 @@ class OutputStatus(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-# The journal's final task states, as a manifest says them.
-_ENDED: Final = {
+ENDED_STATUS: Final[Mapping[TaskState, OutputStatus]] = {
     TaskState.COMPLETED: OutputStatus.COMPLETED,
     TaskState.FAILED: OutputStatus.FAILED,
     TaskState.UNKNOWN: OutputStatus.UNKNOWN,
 }
+"""The journal's final task states, as a manifest says them: the endings a task is reported with."""
 
 
 # Not frozen: a batch of 10,000 rows rebuilds its 50,000 lines on the event loop every few
@@ -179,44 +180,8 @@ def _lines_of(
         in_file=in_plan,
     )
     if record.state is TaskState.COMPLETED:
-        names = [output.name for output in journal.outputs_of(record.key)]
-        names += [name for name in failures if name not in names]
-        names = sorted(set(names) | {primary}, key=_output_order)
-        lines: list[ManifestLine] = []
-        for index, name in enumerate(names):
-            cost = record.credits if index == 0 else 0
-            output = journal.outputs.get((record.key, name))
-            failure = failures.get(name)
-            if output is not None:
-                lines.append(
-                    line(
-                        output=name,
-                        status=OutputStatus.COMPLETED,
-                        file=output.file,
-                        sha256=output.sha256,
-                        error=None,
-                        credits=cost,
-                    )
-                )
-            elif failure is not None:
-                lines.append(
-                    line(output=name, status=OutputStatus.FAILED, error=failure, credits=cost)
-                )
-            else:
-                lines.append(
-                    line(output=name, status=OutputStatus.PENDING, error=None, credits=cost)
-                )
-        return lines
-    status, error, waiting_on_grid = OutputStatus.PENDING, record.error, False
-    if record.state in _ENDED:
-        status = _ENDED[record.state]
-    elif record.state is TaskState.PENDING and parent is not None:
-        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN} or (
-            parent.state is TaskState.CREATED and parent.error
-        ):
-            (status, error), waiting_on_grid = orphan_status(parent), True
-    elif record.state is TaskState.CREATED and record.error:
-        status = OutputStatus.UNKNOWN
+        return _completed_lines(journal, record, failures, primary, line)
+    status, error, waiting_on_grid = _standing(record, parent)
     return [
         line(
             output=primary,
@@ -226,6 +191,57 @@ def _lines_of(
             waiting_on_grid=waiting_on_grid,
         )
     ]
+
+
+def _completed_lines(
+    journal: Journal,
+    record: TaskRecord,
+    failures: dict[str, str],
+    primary: str,
+    line: Callable[..., ManifestLine],
+) -> list[ManifestLine]:
+    """A completed task's lines: one per output, downloaded, failed or not yet downloaded."""
+    names = [output.name for output in journal.outputs_of(record.key)]
+    names += [name for name in failures if name not in names]
+    names = sorted(set(names) | {primary}, key=_output_order)
+    lines: list[ManifestLine] = []
+    for index, name in enumerate(names):
+        cost = record.credits if index == 0 else 0
+        output = journal.outputs.get((record.key, name))
+        failure = failures.get(name)
+        if output is not None:
+            lines.append(
+                line(
+                    output=name,
+                    status=OutputStatus.COMPLETED,
+                    file=output.file,
+                    sha256=output.sha256,
+                    error=None,
+                    credits=cost,
+                )
+            )
+        elif failure is not None:
+            lines.append(line(output=name, status=OutputStatus.FAILED, error=failure, credits=cost))
+        else:
+            lines.append(line(output=name, status=OutputStatus.PENDING, error=None, credits=cost))
+    return lines
+
+
+def _standing(
+    record: TaskRecord, parent: TaskRecord | None
+) -> tuple[OutputStatus, str | None, bool]:
+    """How a task that is not completed stands: its status, why, and if it waits on its grid."""
+    status, error, waiting_on_grid = OutputStatus.PENDING, record.error, False
+    if record.state in ENDED_STATUS:
+        status = ENDED_STATUS[record.state]
+    elif record.state is TaskState.PENDING and parent is not None:
+        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN} or (
+            parent.state is TaskState.CREATED and parent.error
+        ):
+            (status, error), waiting_on_grid = orphan_status(parent), True
+    elif record.state is TaskState.CREATED and record.error:
+        status = OutputStatus.UNKNOWN
+    return status, error, waiting_on_grid
 
 
 def _output_order(name: str) -> tuple[int, str]:
