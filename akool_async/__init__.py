@@ -13,8 +13,8 @@ from __future__ import annotations
 from akool_async._public import report_public_module as _report_public_module
 
 from ._config import DEFAULT_BASE_URL, AuthMode, Credentials, Secret
-from ._download import Download, DownloadError, NotAnImage, ResponseTooLarge, ResultExpired
-from ._engine import EventKind, JobEvent, SessionClosed
+from ._constants import DEFAULT_MAX_BYTES
+from ._download import Download
 from ._errors import (
     AccountBanned,
     AkoolError,
@@ -23,6 +23,7 @@ from ._errors import (
     ButtonUnavailable,
     ConnectError,
     ContentNotFound,
+    DownloadError,
     GenerationError,
     HTTPStatusError,
     InsufficientCredit,
@@ -30,6 +31,7 @@ from ._errors import (
     InvalidResponse,
     JobFailed,
     MissingCredentials,
+    NotAnImage,
     OperationNotAllowed,
     ParameterError,
     PaymentRequired,
@@ -37,17 +39,23 @@ from ._errors import (
     RateLimited,
     RemoteProtocolError,
     RequestTimeout,
+    ResponseTooLarge,
+    ResultExpired,
     ServerError,
+    SessionClosed,
+    SessionStateError,
     SubmissionUnknown,
     TooManyRequests,
     TransportError,
     WaitTimeout,
 )
-from ._job import DEFAULT_MAX_BYTES, ImageJob
+from ._job import ImageJob
 from ._models import RESULT_LIFETIME, Button, ImageInfo, ImageStatus, Scale
+from ._options import NOT_GIVEN, NotGiven, __version__
 from ._polling import PollPolicy
 from ._retry import RetryPolicy
-from ._session import NOT_GIVEN, AkoolSession, NotGiven, __version__
+from ._session import AkoolSession
+from ._tracker import EventKind, JobEvent, SessionStats
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -96,6 +104,8 @@ __all__ = [
     "Secret",
     "ServerError",
     "SessionClosed",
+    "SessionStateError",
+    "SessionStats",
     "SubmissionUnknown",
     "TooManyRequests",
     "TransportError",

@@ -15,6 +15,7 @@ import attrs
 import httpx
 
 from ._errors import InvalidInput, MissingCredentials
+from ._validate import http_url
 
 __all__ = ["DEFAULT_BASE_URL", "AuthMode", "Credentials", "Secret", "resolve_base_url"]
 
@@ -59,7 +60,7 @@ class Credentials:
     """Resolved credentials. At least one way to authenticate is present.
 
     ``client_id`` and ``client_secret`` may be present next to an api key or a token; they then
-    renew an expired token, and (in a later release) verify webhooks.
+    verify and open webhook callbacks, and (next to a token) fetch a new one when it expires.
     """
 
     api_key: Secret | None = None
@@ -121,14 +122,7 @@ class Credentials:
         }
         source = "argument"
         if all(value is None for value in given.values()):
-            env = os.environ if environ is None else environ
-            given = {
-                "api_key": env.get(ENV_API_KEY) or None,
-                "token": env.get(ENV_TOKEN) or None,
-                "client_id": env.get(ENV_CLIENT_ID) or None,
-                "client_secret": env.get(ENV_CLIENT_SECRET) or None,
-            }
-            source = "environment variable"
+            given, source = _from_environment(os.environ if environ is None else environ)
         for name, value in given.items():
             if value is not None and not value.strip():
                 raise InvalidInput(f"{name} is empty; give a non-empty value or leave it out")
@@ -160,6 +154,17 @@ class Credentials:
         )
 
 
+def _from_environment(env: Mapping[str, str]) -> tuple[dict[str, str | None], str]:
+    """The credentials ``AKOOL_*`` variables give (empty ones count as absent)."""
+    given = {
+        "api_key": env.get(ENV_API_KEY) or None,
+        "token": env.get(ENV_TOKEN) or None,
+        "client_id": env.get(ENV_CLIENT_ID) or None,
+        "client_secret": env.get(ENV_CLIENT_SECRET) or None,
+    }
+    return given, "environment variable"
+
+
 def resolve_base_url(
     base_url: str | httpx.URL | None,
     *,
@@ -179,12 +184,6 @@ def resolve_base_url(
         candidate = http_client.base_url
     else:
         candidate = env.get(ENV_BASE_URL) or DEFAULT_BASE_URL
-    problem = f"base_url must be an absolute http(s) URL (got {str(candidate)!r})"
-    try:
-        url = httpx.URL(candidate)
-    except (httpx.InvalidURL, TypeError, ValueError) as exc:
-        raise InvalidInput(problem) from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidInput(problem)
+    url = http_url(candidate, f"base_url must be an absolute http(s) URL (got {str(candidate)!r})")
     # One trailing slash makes httpx's merge of relative paths predictable.
     return url.copy_with(path=url.path.rstrip("/") + "/", query=None, fragment=None)

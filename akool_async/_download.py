@@ -3,7 +3,8 @@
 The body streams into a hidden file beside the destination, hashed as it is written, then is
 fsynced and renamed into place, once it has proved to be the whole image it claims to be: readers
 see the old file or the new one, never part of one, and a failure or cancellation leaves nothing.
-A download is a plain GET, so every transient failure is retried; answers are not.
+The request itself goes through the wire's one path (`_wire.fetch`): a download is a plain GET,
+so every transient failure is retried, by the rule API reads follow; answers are not.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import os
 import pathlib
 import secrets
-from http import HTTPStatus
 from typing import Final
 
 import anyio
@@ -22,18 +22,18 @@ import anyio.to_thread
 import attrs
 import httpx
 
+from ._constants import DEFAULT_MAX_BYTES, DOWNLOAD_DRAIN_LIMIT
 from ._errors import (
-    AkoolError,
-    ConnectError,
+    DownloadError,
     InvalidInput,
+    NotAnImage,
     RemoteProtocolError,
-    RequestTimeout,
-    ServerError,
-    TooManyRequests,
-    TransportError,
+    ResponseTooLarge,
+    ResultExpired,
 )
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import Delivery, Failure, RetryPolicy
 from ._validate import check_url
+from ._wire import fetch, shown
 
 __all__ = [
     "Download",
@@ -49,38 +49,10 @@ logger = logging.getLogger("akool_async")
 _EXPIRED_STATUSES: Final = frozenset({403, 404, 410})
 _HEAD: Final = 16  # enough to tell PNG (signature + IHDR), JPEG, WebP and GIF apart
 _TAIL: Final = 12  # a PNG's IEND chunk, the longest ending checked
-_DRAIN_LIMIT: Final = 1 << 20  # bytes read after a failure while waiting for httpx to checkpoint
 _PNG_END: Final = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _TYPE_ALIASES: Final = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
-
-
-class DownloadError(AkoolError):
-    """A result could not be downloaded, and trying again would not help.
-
-    Attributes:
-        url: The URL that was downloaded.
-        status_code: The HTTP status answered, when the status was the problem.
-    """
-
-    url: str
-    status_code: int | None
-
-    def __init__(self, message: str, *, url: str, status_code: int | None = None) -> None:
-        self.url = url
-        self.status_code = status_code
-        super().__init__(message)
-
-
-class ResponseTooLarge(DownloadError):
-    """The body is larger than ``max_bytes``; nothing was kept."""
-
-
-class NotAnImage(DownloadError):
-    """The body is not a complete PNG, JPEG, WebP or GIF, or not the type it was sent as."""
-
-
-class ResultExpired(DownloadError):
-    """The result URL answered 403, 404 or 410: Akool's result URLs stop working after 7 days."""
+# Identity encoding keeps Content-Length comparable with the bytes written.
+_HEADERS: Final = {"accept-encoding": "identity", "accept": "image/*"}
 
 
 @attrs.frozen
@@ -102,22 +74,13 @@ class Download:
     content_type: str
 
 
-class _Transient(Exception):
-    """A failed attempt that may succeed if repeated, and the error to raise if none does."""
-
-    def __init__(self, error: AkoolError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
 async def download(
     client: httpx.AsyncClient,
     url: str,
     dest: pathlib.Path,
     *,
     retry: RetryPolicy,
-    max_bytes: int = 64 * 1024 * 1024,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: httpx.Timeout | None = None,  # noqa: ASYNC109 - httpx's per-attempt timeouts
 ) -> Download:
     """Download the image at ``url`` to ``dest``, atomically, retrying transient failures.
@@ -153,74 +116,47 @@ async def download(
         raise InvalidInput(f"the directory {str(dest.parent)!r} does not exist: create it first")
     if await anyio.Path(dest).is_dir():
         raise InvalidInput(f"dest {str(dest)!r} is a directory: pass the image file's path")
-    started = anyio.current_time()
-    retries = 0
-    while True:
+    sink = _ImageSink(url, dest, max_bytes)
+    return await fetch(client, url, sink.save, retry=retry, headers=_HEADERS, timeout=timeout)
+
+
+class _ImageSink:
+    """Takes one answer's body and keeps it at ``dest``, if it is a whole image."""
+
+    def __init__(self, url: str, dest: pathlib.Path, max_bytes: int) -> None:
+        self.url = url
+        self.dest = dest
+        self.max_bytes = max_bytes
+
+    async def save(self, response: httpx.Response) -> Download:
+        url, dest = self.url, self.dest
+        _check_status(response, url)
+        declared = _content_length(response)
+        if declared is not None and declared > self.max_bytes:
+            raise _too_large(url, self.max_bytes)
+        sent_as = (response.headers.get("content-type") or "").partition(";")[0]
+        sent_as = _TYPE_ALIASES.get(sent_as.strip().lower(), sent_as.strip().lower())
+        # No checkpoint between creating the part file and the try that removes it.
+        part = await anyio.to_thread.run_sync(_PartFile, dest)
         try:
-            return await _attempt(client, url, dest, max_bytes=max_bytes, timeout=timeout)
-        except _Transient as transient:
-            retries += 1
-            wait = retry.backoff(retries, transient.retry_after)
-            if retries >= retry.attempts or anyio.current_time() - started + wait > retry.timeout:
-                raise transient.error from transient.error.__cause__
-            logger.warning(
-                "download of %s failed (%s); retry %d of %d in %.2f s",
-                _shown(url),
-                transient.error,
-                retries,
-                retry.attempts - 1,
-                wait,
-            )
-            await anyio.sleep(wait)
-
-
-async def _attempt(
-    client: httpx.AsyncClient,
-    url: str,
-    dest: pathlib.Path,
-    *,
-    max_bytes: int,
-    timeout: httpx.Timeout | None,  # noqa: ASYNC109 - httpx's per-attempt timeouts
-) -> Download:
-    shown = _shown(url)
-    # Identity encoding keeps Content-Length comparable with the bytes written.
-    headers = {"accept-encoding": "identity", "accept": "image/*"}
-    timeouts = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
-    try:
-        async with client.stream(
-            "GET", url, headers=headers, follow_redirects=True, timeout=timeouts
-        ) as response:
-            _check_status(response, url)
-            declared = _content_length(response)
-            if declared is not None and declared > max_bytes:
-                raise _too_large(url, max_bytes)
-            sent_as = (response.headers.get("content-type") or "").partition(";")[0]
-            sent_as = _TYPE_ALIASES.get(sent_as.strip().lower(), sent_as.strip().lower())
-            # No checkpoint between creating the part file and the try that removes it.
-            part = await anyio.to_thread.run_sync(_PartFile, dest)
-            try:
-                kind = await _write_body(response, part, url, sent_as=sent_as, max_bytes=max_bytes)
-                if declared is not None and part.size != declared:
-                    message = f"{shown} sent {part.size} of {declared} bytes"
-                    raise _Transient(RemoteProtocolError(message, endpoint=shown))
-                kind = kind or _identify(part.head, sent_as, url)
-                if not _is_complete(kind, part):
-                    raise NotAnImage(
-                        f"{shown} sent an incomplete {kind} ({part.size} bytes)", url=url
-                    )
-                await anyio.to_thread.run_sync(part.commit, dest)
-            finally:
-                if not part.committed:
-                    with anyio.CancelScope(shield=True):  # cancelled too, the part file must go
-                        await anyio.to_thread.run_sync(part.discard)
-    except httpx.HTTPError as exc:
-        error = _transport_error(exc, shown)
-        error.__cause__ = exc  # still the cause when raised after the last retry
-        if isinstance(error, ConnectError | RequestTimeout | RemoteProtocolError):
-            raise _Transient(error) from exc
-        raise error from exc
-    logger.debug("downloaded %s: %d bytes, sha256 %s", shown, part.size, part.sha256.hexdigest())
-    return Download(dest, url, part.sha256.hexdigest(), part.size, kind)
+            kind = await _write_body(response, part, url, sent_as=sent_as, max_bytes=self.max_bytes)
+            if declared is not None and part.size != declared:
+                message = f"{shown(url)} sent {part.size} of {declared} bytes"
+                truncated = RemoteProtocolError(message, endpoint=shown(url))
+                raise Failure(truncated, Delivery.AMBIGUOUS)
+            kind = kind or _identify(part.head, sent_as, url)
+            if not _is_complete(kind, part):
+                raise NotAnImage(
+                    f"{shown(url)} sent an incomplete {kind} ({part.size} bytes)", url=url
+                )
+            await anyio.to_thread.run_sync(part.commit, dest)
+        finally:
+            if not part.committed:
+                with anyio.CancelScope(shield=True):  # cancelled too, the part file must go
+                    await anyio.to_thread.run_sync(part.discard)
+        digest = part.sha256.hexdigest()
+        logger.debug("downloaded %s: %d bytes, sha256 %s", shown(url), part.size, digest)
+        return Download(dest, url, digest, part.size, kind)
 
 
 async def _write_body(
@@ -237,7 +173,7 @@ async def _write_body(
         async for chunk in response.aiter_bytes():
             if failure is not None:
                 drained += len(chunk)  # what httpx had buffered before its next checkpoint
-                if drained > _DRAIN_LIMIT:
+                if drained > DOWNLOAD_DRAIN_LIMIT:
                     break
                 continue
             try:
@@ -294,40 +230,21 @@ class _PartFile:
 
 
 def _check_status(response: httpx.Response, url: str) -> None:
-    status, shown = response.status_code, _shown(url)
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    """A 4xx answer is final (429 and 5xx never get here: the wire retries them)."""
+    status = response.status_code
     if response.is_success:
         return
-    if status == HTTPStatus.TOO_MANY_REQUESTS:
-        message = f"{shown} answered HTTP 429 (too many requests)"
-        error = TooManyRequests(message, retry_after=retry_after, endpoint=shown)
-        raise _Transient(error, retry_after)
-    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-        message = f"{shown} answered HTTP {status}"
-        raise _Transient(ServerError(message, status_code=status, endpoint=shown), retry_after)
     if status in _EXPIRED_STATUSES:
         raise ResultExpired(
-            f"{shown} answered HTTP {status}: Akool's result URLs stop working 7 days after the "
-            "job is created. Re-read the job's info for its current URL; if the job is older "
+            f"{shown(url)} answered HTTP {status}: Akool's result URLs stop working 7 days after "
+            "the job is created. Re-read the job's info for its current URL; if the job is older "
             "than 7 days, the result is gone and must be generated again",
             url=url,
             status_code=status,
         )
     raise DownloadError(
-        f"{shown} answered HTTP {status}, not an image", url=url, status_code=status
+        f"{shown(url)} answered HTTP {status}, not an image", url=url, status_code=status
     )
-
-
-def _transport_error(exc: httpx.HTTPError, shown: str) -> TransportError:
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, httpx.ConnectError):
-        return ConnectError(f"could not connect to {shown} ({detail})", endpoint=shown)
-    if isinstance(exc, httpx.TimeoutException):
-        return RequestTimeout(f"downloading {shown} timed out ({detail})", endpoint=shown)
-    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
-        message = f"the connection broke downloading {shown} ({detail})"
-        return RemoteProtocolError(message, endpoint=shown)
-    return TransportError(f"downloading {shown} failed ({detail})", endpoint=shown)
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -339,7 +256,7 @@ def _content_length(response: httpx.Response) -> int | None:
 
 
 def _too_large(url: str, max_bytes: int) -> ResponseTooLarge:
-    message = f"{_shown(url)} is larger than max_bytes={max_bytes}; raise max_bytes to accept it"
+    message = f"{shown(url)} is larger than max_bytes={max_bytes}; raise max_bytes to accept it"
     return ResponseTooLarge(message, url=url)
 
 
@@ -355,12 +272,12 @@ def _identify(head: bytes, sent_as: str, url: str) -> str:
         kind = "image/gif"
     else:
         raise NotAnImage(
-            f"{_shown(url)} did not send a PNG, JPEG, WebP or GIF image "
+            f"{shown(url)} did not send a PNG, JPEG, WebP or GIF image "
             f"(Content-Type {sent_as or 'none'!r}, body starts {head!r})",
             url=url,
         )
     if sent_as.startswith("image/") and sent_as != kind:
-        raise NotAnImage(f"{_shown(url)} was sent as {sent_as} but is a {kind}", url=url)
+        raise NotAnImage(f"{shown(url)} was sent as {sent_as} but is a {kind}", url=url)
     return kind
 
 
@@ -373,8 +290,3 @@ def _is_complete(kind: str, part: _PartFile) -> bool:
     if kind == "image/webp":
         return part.size >= int.from_bytes(part.head[4:8], "little") + 8  # RIFF size + header
     return part.tail.endswith(b";")  # GIF's trailer
-
-
-def _shown(url: str) -> str:
-    """The URL without credentials, query or fragment, any of which may hold a secret."""
-    return str(httpx.URL(url).copy_with(userinfo=b"", query=None, fragment=None))

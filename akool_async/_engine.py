@@ -1,10 +1,14 @@
 """The engine: one poll loop for every job the session watches, and the waiters on them.
 
-Each job has a `_Tracker` (what is known, who waits, when to look next). The loop keeps a heap
+Each job has a `Tracker` (what is known, who waits, when to look next). The loop keeps a heap
 of due times; when a poll is due and the `Pace` grants a turn, the most promising due job (the
-one most likely to have finished since it was last seen) is polled. A poll's answer updates the
+one most likely to have finished since it was last seen) is handed, with the turn, to one of a
+fixed set of poll workers, which asks the wire for the status read. A read's answer updates the
 tracker, tells its waiters, emits progress events, and schedules the next look. Jobs nobody waits
 on are not polled, but never forgotten: their tracker keeps what was last seen.
+
+The engine decides *when* (with the planner) and *whom* to look at; how a read is sent, retried
+and decoded is the wire's.
 """
 
 from __future__ import annotations
@@ -12,150 +16,43 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable
-from typing import Any, Final, Literal
 
 import anyio
-import anyio.abc
-import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._constants import MIN_SLEEP, RERANK_EVERY
 from ._errors import (
     AkoolError,
     APIError,
     InvalidResponse,
     JobFailed,
     RateLimited,
+    SessionClosed,
     TooManyRequests,
     TransportError,
     WaitTimeout,
 )
-from ._models import ImageInfo, ImageStatus
+from ._models import ImageInfo, ImageStatus, JobKind
 from ._pace import Turn
-from ._polling import JobKind, Planner
-from ._retry import RetryPolicy
+from ._polling import Planner
+from ._tracker import (
+    ENDED,
+    PENDING_EVENTS,
+    JobEvent,
+    Listener,
+    Outcome,
+    Round,
+    SessionStats,
+    Tracker,
+    unwrap,
+)
 from ._wire import Wire
 
-__all__ = ["Engine", "EventKind", "JobEvent", "SessionClosed"]
+__all__ = ["Engine"]
 
 logger = logging.getLogger("akool_async")
 
-INFO_PATH: Final = "/api/open/v3/content/image/infobymodelid"
-_ONE_ATTEMPT: Final = RetryPolicy(attempts=1)
-_RERANK_EVERY: Final = 1.0
-_MIN_SLEEP: Final = 1e-6
-_ENDED: Final = frozenset({ImageStatus.COMPLETED, ImageStatus.FAILED})
-
-EventKind = Literal["created", "queueing", "processing", "completed", "failed"]
-Listener = Callable[["_Tracker", "ImageInfo | AkoolError"], None]
-
-
-class SessionClosed(AkoolError, RuntimeError):
-    """The session closed while this wait was still in progress; the job itself goes on."""
-
-
-@attrs.frozen
-class JobEvent:
-    """A change in a job's life, for progress bars and logs.
-
-    Attributes:
-        job_id: The job.
-        kind: ``created``, ``queueing``, ``processing``, ``completed`` or ``failed``.
-        info: What Akool said at that moment.
-        at: The session's clock (``anyio.current_time()``) when it was seen.
-    """
-
-    job_id: str
-    kind: EventKind
-    info: ImageInfo
-    at: float
-
-
-_PENDING_EVENTS: Final[dict[ImageStatus, EventKind]] = {
-    ImageStatus.QUEUEING: "queueing",
-    ImageStatus.PROCESSING: "processing",
-}
-
-
-class _Round:
-    """One wait for an outcome; a fatal read error ends a round without ending the job.
-
-    The event is made only when someone waits: thousands of jobs followed through listeners
-    (`as_completed`) or never waited on should not each carry one.
-    """
-
-    __slots__ = ("_event", "finished", "outcome")
-
-    def __init__(self) -> None:
-        self._event: anyio.Event | None = None
-        self.finished = False
-        self.outcome: ImageInfo | AkoolError | None = None
-
-    async def wait(self) -> None:
-        if self.finished:
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
-
-    def finish(self, outcome: ImageInfo | AkoolError) -> None:
-        self.outcome = outcome
-        self.finished = True
-        if self._event is not None:
-            self._event.set()
-
-
-class _Tracker:
-    """Everything the session knows about one job."""
-
-    __slots__ = (
-        "age_known",
-        "born",
-        "completed_seen",
-        "due",
-        "failures",
-        "id",
-        "in_flight",
-        "info",
-        "interest",
-        "kind",
-        "last_unfinished_age",
-        "listeners",
-        "polls",
-        "pressed",
-        "pushed",
-        "round",
-        "sequence",
-        "terminal",
-        "webhook",
-    )
-
-    def __init__(self, job_id: str, *, kind: JobKind | None, born: float, age_known: bool) -> None:
-        self.id = job_id
-        self.kind = kind
-        self.born = born
-        self.age_known = age_known
-        self.info: ImageInfo | None = None
-        self.round = _Round()
-        self.terminal = False
-        self.interest = 0
-        self.due: float | None = None
-        self.sequence = 0
-        self.last_unfinished_age: float | None = None
-        self.completed_seen: float | None = None
-        self.failures = 0
-        self.polls = 0
-        self.in_flight = False
-        self.pressed: set[str] = set()
-        self.listeners: list[Listener] = []
-        self.webhook = False  # created with the session's own webhook URL
-        self.pushed: ImageStatus | None = None  # the last status a callback brought
-
-    @property
-    def job_kind(self) -> JobKind:
-        return self.kind if self.kind is not None else JobKind.GRID
-
-    @property
-    def looks(self) -> int:
-        return self.polls
+_Poll = tuple[Tracker, Turn]
 
 
 class Engine:
@@ -165,30 +62,43 @@ class Engine:
         self,
         wire: Wire,
         planner: Planner,
-        task_group: anyio.abc.TaskGroup,
         emit: Callable[[JobEvent], None],
+        *,
+        workers: int,
     ) -> None:
         self._wire = wire
+        self._pace = wire.pace
         self.planner = planner
-        self._task_group = task_group
         self._emit = emit
-        self.trackers: dict[str, _Tracker] = {}
+        self._workers = workers
+        self._trackers: dict[str, Tracker] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._ready: list[tuple[float, int, str]] = []
         self._wake = anyio.Event()
         self._ranked_at = 0.0
         self._closed = False
         self.status_requests = 0
+        """Status reads sent so far."""
         self.pushes = 0
+        """Verified callbacks taken in, for jobs this session follows."""
+        self.webhook_jobs = 0
+        """Jobs created with the session's own webhook URL."""
 
     @property
     def push_healthy(self) -> bool:
         """False while callbacks seem lost and jobs are polled as usual."""
         return self.planner.push_healthy
 
-    @property
-    def _missed_pushes(self) -> int:
-        return self.planner.missed_pushes
+    def stats(self) -> SessionStats:
+        """The figures `AkoolSession.stats` reports."""
+        return SessionStats(
+            status_requests=self.status_requests,
+            jobs_tracked=len(self._trackers),
+            webhook_jobs=self.webhook_jobs,
+            pushes=self.pushes,
+            missed_pushes=self.planner.missed_pushes,
+            push_healthy=self.planner.push_healthy,
+        )
 
     # -- tracking ---------------------------------------------------------------------------
 
@@ -200,23 +110,58 @@ class Engine:
         info: ImageInfo | None = None,
         created: bool = False,
         webhook: bool = False,
-    ) -> _Tracker:
+    ) -> Tracker:
         """The tracker for ``job_id``, made on first sight. ``created``: this session made it;
         ``webhook``: with the session's webhook URL, so a callback will say when it ends."""
-        tracker = self.trackers.get(job_id)
+        tracker = self._trackers.get(job_id)
         if tracker is None:
-            tracker = _Tracker(job_id, kind=kind, born=anyio.current_time(), age_known=created)
+            tracker = Tracker(job_id, kind=kind, born=anyio.current_time(), age_known=created)
             tracker.webhook = webhook
-            self.trackers[job_id] = tracker
+            self.webhook_jobs += webhook
+            self._trackers[job_id] = tracker
             if info is not None:
                 tracker.info = info
                 if created:
                     self._emit(JobEvent(job_id, "created", info, tracker.born))
-                if info.status in _PENDING_EVENTS:
-                    self._emit(JobEvent(job_id, _PENDING_EVENTS[info.status], info, tracker.born))
+                if info.status in PENDING_EVENTS:
+                    self._emit(JobEvent(job_id, PENDING_EVENTS[info.status], info, tracker.born))
         elif kind is not None and tracker.kind is None:
             tracker.kind = kind
         return tracker
+
+    def final(self, job_id: str) -> Outcome | None:
+        """What the job ended with (its info, or the error); None while it goes on."""
+        return self.track(job_id).final
+
+    def last_seen(self, job_id: str) -> ImageInfo | None:
+        """The job as last seen by this session; None if it has not been read (or tracked)."""
+        tracker = self._trackers.get(job_id)
+        return tracker.info if tracker is not None else None
+
+    def uses_webhook(self, job_id: str) -> bool:
+        """Whether the job was created with the session's own webhook URL."""
+        tracker = self._trackers.get(job_id)
+        return tracker is not None and tracker.webhook
+
+    def take_in(self, job_id: str, info: ImageInfo) -> None:
+        """Take in a read made outside the poll loop (``ImageJob.refresh``): waiters learn from
+        it as from a poll. A job that already ended keeps its outcome."""
+        tracker = self.track(job_id)
+        if not tracker.terminal:
+            self.observe(tracker, info)
+
+    def claimed(self, job_id: str, button: str) -> bool:
+        """Whether this session has pressed (or is pressing) ``button`` on the job."""
+        tracker = self._trackers.get(job_id)
+        return tracker is not None and button in tracker.pressed
+
+    def claim_button(self, job_id: str, button: str) -> None:
+        """Claim ``button`` on the job before pressing it, so a concurrent press is refused."""
+        self.track(job_id).pressed.add(button)
+
+    def unclaim_button(self, job_id: str, button: str) -> None:
+        """Give back a claim whose press provably did not reach Akool."""
+        self.track(job_id).pressed.discard(button)
 
     async def wait(self, job_id: str, timeout: float | None) -> ImageInfo:  # noqa: ASYNC109
         """Wait for the job's complete result; see `ImageJob.wait`."""
@@ -224,7 +169,7 @@ class Engine:
         if self._closed:
             raise SessionClosed("the session is closed")
         if tracker.terminal:
-            return _unwrap(tracker.round.outcome)
+            return unwrap(tracker.round.outcome)
         tracker.interest += 1
         try:
             round_ = tracker.round
@@ -238,15 +183,15 @@ class Engine:
                         await round_.wait()
                 except TimeoutError:
                     raise WaitTimeout(job_id, timeout) from None
-            return _unwrap(round_.outcome)
+            return unwrap(round_.outcome)
         finally:
             tracker.interest -= 1
 
     def add_listener(self, job_id: str, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(tracker, outcome)`` whenever a round of the job ends; returns a remover.
+        """Call ``listener(outcome)`` whenever a round of the job ends; returns a remover.
 
         The outcome is the `ImageInfo`, or the `AkoolError` the round ended with (`JobFailed`,
-        a definite refusal, `SessionClosed`). ``tracker.terminal`` tells whether the job ended.
+        a definite refusal, `SessionClosed`).
         """
         tracker = self.track(job_id)
         tracker.listeners.append(listener)
@@ -280,13 +225,13 @@ class Engine:
         as someone waits on it, at once if someone already does. Returns False for a job this
         session does not know.
         """
-        tracker = self.trackers.get(job_id)
+        tracker = self._trackers.get(job_id)
         if tracker is None:
             return False
         self.pushes += 1
         if self.planner.push_arrived():
             logger.info("webhook callbacks arrive again: polling only as a safety net")
-        if status not in _ENDED or tracker.terminal:
+        if status not in ENDED or tracker.terminal:
             return True
         now = anyio.current_time()
         tracker.pushed = status
@@ -296,7 +241,7 @@ class Engine:
             self._schedule(tracker, self._after_push(tracker, now))
         return True
 
-    def _after_push(self, tracker: _Tracker, now: float) -> float:
+    def _after_push(self, tracker: Tracker, now: float) -> float:
         return self.planner.after_push(
             kind=tracker.job_kind,
             completed=tracker.pushed is ImageStatus.COMPLETED,
@@ -307,7 +252,7 @@ class Engine:
     def close(self) -> None:
         """End every open round with `SessionClosed`; the jobs go on at Akool."""
         self._closed = True
-        for tracker in self.trackers.values():
+        for tracker in self._trackers.values():
             if not tracker.terminal:
                 self._end_round(
                     tracker, SessionClosed("the session closed before the job finished")
@@ -316,8 +261,20 @@ class Engine:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Poll due jobs forever, most promising first, as the pace allows."""
-        pace = self._wire.pace
+        """Poll due jobs until cancelled, most promising first, as the pace allows.
+
+        A fixed set of workers sends the reads, one per request slot: the pace never grants
+        more turns than there are slots, so a picked job always finds a worker, and no task is
+        started per poll.
+        """
+        send, receive = anyio.create_memory_object_stream[_Poll](self._workers)
+        async with anyio.create_task_group() as workers, send, receive:
+            for _ in range(self._workers):
+                workers.start_soon(self._poll_worker, receive)
+            await self._hand_out(send)
+
+    async def _hand_out(self, polls: MemoryObjectSendStream[_Poll]) -> None:
+        pace = self._pace
         while True:
             await self._await_due()
             turn = await pace.acquire()
@@ -326,7 +283,14 @@ class Engine:
                 pace.release(turn)
                 continue
             tracker.in_flight = True
-            self._task_group.start_soon(self._poll, tracker, turn)
+            try:
+                polls.send_nowait((tracker, turn))
+            except anyio.WouldBlock:  # pragma: no cover - a turn per slot, a worker per slot
+                await polls.send((tracker, turn))
+
+    async def _poll_worker(self, polls: MemoryObjectReceiveStream[_Poll]) -> None:
+        async for tracker, turn in polls:
+            await self._poll(tracker, turn)
 
     async def _await_due(self) -> None:
         while True:
@@ -336,14 +300,14 @@ class Engine:
             self._wake = anyio.Event()
             delay = self._heap[0][0] - anyio.current_time() if self._heap else None
             # Never sleep less than a virtual clock can resolve, or it would never move on.
-            with anyio.move_on_after(None if delay is None else max(delay, _MIN_SLEEP)):
+            with anyio.move_on_after(None if delay is None else max(delay, MIN_SLEEP)):
                 await self._wake.wait()
 
     def _promote(self, now: float) -> None:
         """Move due heap entries into the ready queue, ranked by how likely they are done."""
         while self._heap and self._heap[0][0] <= now:
             due, sequence, job_id = heapq.heappop(self._heap)
-            tracker = self.trackers[job_id]
+            tracker = self._trackers[job_id]
             if sequence != tracker.sequence:
                 continue  # superseded by a later schedule
             if not self._wanted(tracker):
@@ -356,24 +320,24 @@ class Engine:
                     continue
             heapq.heappush(self._ready, (-self._chance(tracker, now), sequence, job_id))
 
-    def _chance(self, tracker: _Tracker, now: float) -> float:
+    def _chance(self, tracker: Tracker, now: float) -> float:
         return self.planner.chance(tracker, now)
 
     def _rerank(self, now: float) -> None:
         """Rank waiting jobs by their chance *now*: it grows while they wait for a turn."""
-        if len(self._ready) > 1 and now - self._ranked_at >= _RERANK_EVERY:
+        if len(self._ready) > 1 and now - self._ranked_at >= RERANK_EVERY:
             self._ready = [
-                (-self._chance(self.trackers[job_id], now), sequence, job_id)
+                (-self._chance(self._trackers[job_id], now), sequence, job_id)
                 for _, sequence, job_id in self._ready
             ]
             heapq.heapify(self._ready)
             self._ranked_at = now
 
-    def _pick(self) -> _Tracker | None:
+    def _pick(self) -> Tracker | None:
         self._rerank(anyio.current_time())
         while self._ready:
             _, sequence, job_id = heapq.heappop(self._ready)
-            tracker = self.trackers[job_id]
+            tracker = self._trackers[job_id]
             if sequence != tracker.sequence:
                 continue
             tracker.due = None
@@ -381,10 +345,10 @@ class Engine:
                 return tracker
         return None
 
-    def _wanted(self, tracker: _Tracker) -> bool:
+    def _wanted(self, tracker: Tracker) -> bool:
         return tracker.interest > 0 and not tracker.terminal and not tracker.in_flight
 
-    def _schedule(self, tracker: _Tracker, when: float) -> None:
+    def _schedule(self, tracker: Tracker, when: float) -> None:
         earliest = self._heap[0][0] if self._heap else float("inf")
         tracker.sequence += 1
         tracker.due = when
@@ -392,16 +356,16 @@ class Engine:
         if when < earliest:
             self._wake.set()
 
-    def _first_look(self, tracker: _Tracker) -> float:
+    def _first_look(self, tracker: Tracker) -> float:
         now = anyio.current_time()
-        if tracker.pushed in _ENDED:
+        if tracker.pushed in ENDED:
             return self._after_push(tracker, now)
         if tracker.info is None or not tracker.age_known:
             return now
         return self._next_look(tracker, now)
 
-    def _next_look(self, tracker: _Tracker, now: float) -> float:
-        if tracker.pushed in _ENDED:
+    def _next_look(self, tracker: Tracker, now: float) -> float:
+        if tracker.pushed in ENDED:
             # A callback said it ended and Akool's info does not show it yet: look again soon.
             return now + self.planner.quadrant_recheck()
         if tracker.webhook and self.push_healthy:
@@ -409,7 +373,7 @@ class Engine:
             return self.planner.safety_net(tracker, now)
         return self.planner.next_look(tracker, now)
 
-    def _missed_push(self, tracker: _Tracker) -> None:
+    def _missed_push(self, tracker: Tracker) -> None:
         """A safety-net poll found a job ended that no callback announced."""
         if not tracker.webhook or tracker.pushed is not None:
             return
@@ -420,24 +384,17 @@ class Engine:
             self.planner.missed_pushes,
         )
         now = anyio.current_time()
-        for other in self.trackers.values():
+        for other in self._trackers.values():
             if other.webhook and self._wanted(other) and other.due is not None:
                 self._schedule(other, min(other.due, self._next_look(other, now)))
 
     # -- one poll ---------------------------------------------------------------------------
 
-    async def _poll(self, tracker: _Tracker, turn: Turn) -> None:
+    async def _poll(self, tracker: Tracker, turn: Turn) -> None:
         self.status_requests += 1
         tracker.polls += 1
         try:
-            info = await self._wire.call(
-                "GET",
-                INFO_PATH,
-                params={"image_model_id": tracker.id},
-                decode=ImageInfo.from_wire,
-                retry=_ONE_ATTEMPT,
-                paced=True,
-            )
+            info = await self._wire.read_info(tracker.id, turn=turn)
         except (TransportError, RateLimited, InvalidResponse) as error:
             # A failed status read never fails a job: look again after a backoff.
             tracker.failures += 1
@@ -461,30 +418,29 @@ class Engine:
             self._end_round(tracker, failure)
             return
         finally:
-            self._wire.pace.release(turn)
             tracker.in_flight = False
         tracker.failures = 0
         self.observe(tracker, info)
 
-    def _reschedule(self, tracker: _Tracker, when: float | None) -> None:
+    def _reschedule(self, tracker: Tracker, when: float | None) -> None:
         tracker.in_flight = False
         if when is None or tracker.terminal or tracker.interest <= 0:
             tracker.due = None
             return
         self._schedule(tracker, when)
 
-    def observe(self, tracker: _Tracker, info: ImageInfo) -> None:
-        """Take in what Akool said about a job, from a poll (or, later, a webhook)."""
+    def observe(self, tracker: Tracker, info: ImageInfo) -> None:
+        """Take in what Akool said about a job, from a status read."""
         now = anyio.current_time()
         age = now - tracker.born
         previous = tracker.info
         tracker.info = info
         if tracker.kind is None:
-            tracker.kind = _kind_of(info)
+            tracker.kind = JobKind.of_info(info)
         changed = previous is None or previous.status is not info.status
-        if changed and info.status in _PENDING_EVENTS:
-            self._emit(JobEvent(tracker.id, _PENDING_EVENTS[info.status], info, now))
-        if info.status in _ENDED:
+        if changed and info.status in PENDING_EVENTS:
+            self._emit(JobEvent(tracker.id, PENDING_EVENTS[info.status], info, now))
+        if info.status in ENDED:
             self._missed_push(tracker)
         if info.status is ImageStatus.FAILED:
             self._emit(JobEvent(tracker.id, "failed", info, now))
@@ -516,55 +472,30 @@ class Engine:
         self._saw_running(tracker, age)
         self._reschedule(tracker, self._next_look(tracker, now))
 
-    def _saw_running(self, tracker: _Tracker, age: float) -> None:
+    def _saw_running(self, tracker: Tracker, age: float) -> None:
         self.planner.saw_running(tracker, age)
         tracker.last_unfinished_age = age
 
-    def _learn(self, tracker: _Tracker, age: float, now: float) -> None:
+    def _learn(self, tracker: Tracker, age: float, now: float) -> None:
         if tracker.completed_seen is not None:
             self.planner.learn_quadrant_lag(now - tracker.completed_seen)
         self.planner.saw_done(tracker, age)
         # A job seen done earlier than the law allowed pulls the held jobs of its kind forward.
         for other in self.planner.moved_earlier():
-            if isinstance(other, _Tracker) and other is not tracker and self._wanted(other):
+            if isinstance(other, Tracker) and other is not tracker and self._wanted(other):
                 self._schedule(other, self._next_look(other, now))
 
-    def _finish(self, tracker: _Tracker, outcome: ImageInfo | AkoolError) -> None:
+    def _finish(self, tracker: Tracker, outcome: Outcome) -> None:
         tracker.terminal = True
         tracker.due = None
         tracker.sequence += 1
         self.planner.forget(tracker)
         self._end_round(tracker, outcome)
 
-    def _end_round(self, tracker: _Tracker, outcome: ImageInfo | AkoolError) -> None:
+    def _end_round(self, tracker: Tracker, outcome: Outcome) -> None:
         round_ = tracker.round
         round_.finish(outcome)
         if not tracker.terminal:
-            tracker.round = _Round()
+            tracker.round = Round()
         for listener in list(tracker.listeners):
-            listener(tracker, outcome)
-
-
-def _kind_of(info: ImageInfo) -> JobKind:
-    button = (info.op_button or "").upper()
-    if button.startswith("U"):
-        return JobKind.UPSCALE
-    if button.startswith("V"):
-        return JobKind.VARIATION
-    return JobKind.GRID
-
-
-def _unwrap(outcome: ImageInfo | AkoolError | None) -> ImageInfo:
-    if isinstance(outcome, ImageInfo):
-        return outcome
-    if outcome is None:  # pragma: no cover - a round only ends with an outcome
-        raise RuntimeError("a wait ended without an outcome")
-    # A copy per waiter: raising one exception object from many tasks tangles tracebacks.
-    raise _copy_error(outcome)
-
-
-def _copy_error(error: AkoolError) -> AkoolError:
-    copy: Any = error.__reduce__()
-    rebuilt: AkoolError = copy[0](*copy[1])
-    rebuilt.__cause__ = error.__cause__
-    return rebuilt
+            listener(outcome)

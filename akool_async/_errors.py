@@ -1,6 +1,7 @@
-"""The error tree.
+"""The whole error tree of the library: every class it raises on purpose is defined here.
 
-Everything the SDK raises on purpose is an `AkoolError`. Below it:
+Everything the library raises on purpose is an `AkoolError` (the command line adds its own
+``JournalError``, in ``akool_async.cli``). Below it:
 
 * `InvalidInput` (also a `ValueError`): bad arguments, raised before any request.
 * `APIError`: Akool answered with a business code other than 1000; one class per
@@ -9,6 +10,12 @@ Everything the SDK raises on purpose is an `AkoolError`. Below it:
   that is not Akool's JSON envelope). Raised ``from`` the httpx error so the cause survives.
 * `SubmissionUnknown`: a paid create may or may not have reached Akool.
 * `JobFailed` and `WaitTimeout`: a job's own outcome.
+* `DownloadError`: a result could not be downloaded (`ResultExpired`, `ResponseTooLarge`,
+  `NotAnImage`).
+* `SessionStateError` (also a `RuntimeError`): a session used outside its lifetime;
+  `SessionClosed` when it has closed.
+* `WebhookVerificationError`: a callback is not a genuine, current Akool callback (public as
+  ``akool_async.webhooks.WebhookVerificationError``).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ __all__ = [
     "ButtonUnavailable",
     "ConnectError",
     "ContentNotFound",
+    "DownloadError",
     "GenerationError",
     "HTTPStatusError",
     "InsufficientCredit",
@@ -35,6 +43,7 @@ __all__ = [
     "InvalidResponse",
     "JobFailed",
     "MissingCredentials",
+    "NotAnImage",
     "OperationNotAllowed",
     "ParameterError",
     "PaymentRequired",
@@ -42,11 +51,16 @@ __all__ = [
     "RateLimited",
     "RemoteProtocolError",
     "RequestTimeout",
+    "ResponseTooLarge",
+    "ResultExpired",
     "ServerError",
+    "SessionClosed",
+    "SessionStateError",
     "SubmissionUnknown",
     "TooManyRequests",
     "TransportError",
     "WaitTimeout",
+    "WebhookVerificationError",
     "error_for_code",
 ]
 
@@ -316,3 +330,73 @@ class WaitTimeout(AkoolError, TimeoutError):
             f"image job {job_id} did not finish within {timeout:g} s; it goes on at Akool: "
             f"resume with session.job({job_id!r}).wait()"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Results on disk.
+# ---------------------------------------------------------------------------------------------
+
+
+class DownloadError(AkoolError):
+    """A result could not be downloaded, and trying again would not help.
+
+    Attributes:
+        url: The URL that was downloaded.
+        status_code: The HTTP status answered, when the status was the problem.
+    """
+
+    url: str
+    status_code: int | None
+
+    def __init__(self, message: str, *, url: str, status_code: int | None = None) -> None:
+        self.url = url
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class ResponseTooLarge(DownloadError):
+    """The body is larger than ``max_bytes``; nothing was kept."""
+
+
+class NotAnImage(DownloadError):
+    """The body is not a complete PNG, JPEG, WebP or GIF, or not the type it was sent as."""
+
+
+class ResultExpired(DownloadError):
+    """The result URL answered 403, 404 or 410: Akool's result URLs stop working after 7 days."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifetimes: a session used outside its ``async with``.
+# ---------------------------------------------------------------------------------------------
+
+
+class SessionStateError(AkoolError, RuntimeError):
+    """The session was used outside its lifetime: before ``async with``, entered twice, or
+    closed from a task other than the one that opened it. Also a `RuntimeError`."""
+
+
+class SessionClosed(SessionStateError):
+    """The session is closed: a wait still running when it closed ends with this (the job
+    itself goes on at Akool), and so does any call made on the session afterwards."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhooks.
+# ---------------------------------------------------------------------------------------------
+
+
+class WebhookVerificationError(AkoolError):
+    """A callback is not a genuine, current Akool callback for this account.
+
+    Attributes:
+        reason: A short machine-readable reason: ``malformed``, ``too_large``, ``signature``,
+            ``stale``, ``decrypt`` or ``payload``.
+    """
+
+    # Users import it from the subpackage that raises it; tracebacks and pickles say so.
+    __module__ = "akool_async.webhooks"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -12,21 +12,26 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from ._download import Download, ResultExpired
-from ._errors import ButtonUnavailable, InvalidInput, InvalidResponse, SubmissionUnknown
-from ._models import Button, ImageInfo
-from ._polling import JobKind
+from ._constants import DEFAULT_MAX_BYTES
+from ._download import Download
+from ._errors import (
+    ButtonUnavailable,
+    InvalidInput,
+    InvalidResponse,
+    ResultExpired,
+    SubmissionUnknown,
+)
+from ._models import Button, ImageInfo, JobKind
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._session import AkoolSession
 
-__all__ = ["ImageJob"]
+__all__ = ["DEFAULT_MAX_BYTES", "ImageJob"]
 
 logger = logging.getLogger("akool_async")
 
 _QUADRANTS: Final = (1, 2, 3, 4)
-DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
-"""The largest download accepted by default: 64 MiB, several times a 4K PNG."""
 _IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
 
 
@@ -52,24 +57,36 @@ class ImageJob:
         self._info = info
         self.last_download: Download | None = None
 
+    def _engine(self, *, required: bool = True) -> Engine | None:
+        # The one seam between a handle and its session's private engine: a handle is the
+        # session's public face for one job, not a separate client of it.
+        return self.session._engine_for_handles(required=required)  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+
     @property
     def info(self) -> ImageInfo | None:
         """The job as last seen by this session, or None if it has not been read yet."""
-        engine = self.session._engine  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
-        tracker = engine.trackers.get(self.id) if engine is not None else None
-        if tracker is not None and tracker.info is not None:
-            return tracker.info
-        return self._info
+        engine = self._engine(required=False)
+        seen = engine.last_seen(self.id) if engine is not None else None
+        return seen if seen is not None else self._info
+
+    @property
+    def uses_session_webhook(self) -> bool:
+        """Whether this session created the job with its own webhook URL: a callback then
+        announces its end, and status reads are only a safety net for a lost callback."""
+        engine = self._engine(required=False)
+        return engine is not None and engine.uses_webhook(self.id)
 
     async def refresh(self) -> ImageInfo:
         """Read the job's current state from Akool (one request); waiters learn from it too."""
         info = await self.session.get_image_info(self.id)
         self._info = info
-        engine = self.session._require_engine()  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
-        tracker = engine.track(self.id)
-        if not tracker.terminal:
-            engine.observe(tracker, info)
+        self._require_engine().take_in(self.id, info)
         return info
+
+    def _require_engine(self) -> Engine:
+        engine = self._engine()
+        assert engine is not None  # noqa: S101 - required=True raised otherwise
+        return engine
 
     async def wait(self, timeout: float | None = None) -> ImageInfo:  # noqa: ASYNC109 - the contract
         """Wait until the job's result is complete, and return it.
@@ -90,11 +107,12 @@ class ImageJob:
             WaitTimeout: The deadline passed (a `TimeoutError`); the job goes on, and
                 ``session.job(id).wait()`` resumes.
             APIError: Akool refused to describe the job (an unknown id, say).
-            SessionClosed: The session closed first.
+            SessionClosed: The session closed first (or before the call).
+            SessionStateError: The session has not been opened.
         """
         if timeout is not None and not timeout >= 0:
             raise InvalidInput(f"timeout must be None or 0 or more seconds (got {timeout!r})")
-        return await self.session._require_engine().wait(self.id, timeout)  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
+        return await self._require_engine().wait(self.id, timeout)
 
     async def upscale(self, n: int, *, webhook_url: str | None = None) -> ImageJob:
         """Press U*n*: a 4K upscale of quadrant ``n`` (1 top left .. 4 bottom right). Costs credits.
@@ -121,8 +139,8 @@ class ImageJob:
     async def _press(self, button: Button, webhook_url: str | None) -> ImageJob:
         session = self.session
         info = await self.wait()
-        tracker = session._require_engine().track(self.id)  # noqa: SLF001  # pyright: ignore[reportPrivateUsage]
-        if button.value in info.used_buttons or button.value in tracker.pressed:
+        engine = self._require_engine()
+        if button.value in info.used_buttons or engine.claimed(self.id, button.value):
             raise ButtonUnavailable(f"{button.value} was already pressed on job {self.id}")
         if button.value not in info.buttons:
             offered = ", ".join(info.buttons) or "none (only a finished prompt grid has buttons)"
@@ -130,15 +148,15 @@ class ImageJob:
                 f"{button.value} is not available on job {self.id}; Akool offers: {offered}"
             )
         # Claimed before the request, so a concurrent press of the same button is refused.
-        tracker.pressed.add(button.value)
+        engine.claim_button(self.id, button.value)
         try:
             child = await session.create_by_button(self.id, button, webhook_url=webhook_url)
         except SubmissionUnknown:
             raise  # it may have been pressed: keep it claimed
         except BaseException:
-            tracker.pressed.discard(button.value)
+            engine.unclaim_button(self.id, button.value)
             raise
-        kind = JobKind.UPSCALE if button.is_upscale else JobKind.VARIATION
+        kind = JobKind.of_button(button)
         logger.info("pressed %s on %s: job %s (%s)", button.value, self.id, child.id, kind.value)
         return ImageJob(session, child.id, info=child)
 
@@ -158,9 +176,15 @@ class ImageJob:
             The path written.
 
         Raises:
-            ResultExpired: Akool's URLs live seven days, and this one is gone.
-            DownloadError: The body was too large or not an image.
-            JobFailed, WaitTimeout: As for `wait`.
+            ResultExpired: Akool's URLs live seven days, and this one is gone (by the job's
+                ``create_time``, before any request, or by the URL's answer).
+            ResponseTooLarge: The body is larger than ``max_bytes``.
+            NotAnImage: The body is not a complete image of the type it was sent as.
+            DownloadError: Another 4xx answer.
+            InvalidResponse: The job completed without an image URL.
+            TransportError: The download failed after retries.
+            InvalidInput: ``dest``'s folder does not exist.
+            JobFailed, WaitTimeout, APIError, SessionClosed: As for `wait`.
         """
         info = await self.wait()
         if not info.image:
@@ -178,7 +202,10 @@ class ImageJob:
 
         Raises:
             ButtonUnavailable: This job is an upscale, which has no quadrants.
-            ResultExpired, DownloadError, JobFailed, WaitTimeout: As for `download`.
+            InvalidResponse: The grid completed without its four quadrant URLs.
+            InvalidInput: ``folder`` does not exist or is not a folder.
+            ResultExpired, DownloadError, TransportError, JobFailed, WaitTimeout: As for
+                `download`.
         """
         info = await self.wait()
         if info.is_upscale:

@@ -17,6 +17,7 @@ __all__ = [
     "Button",
     "ImageInfo",
     "ImageStatus",
+    "JobKind",
     "Scale",
 ]
 
@@ -77,6 +78,32 @@ class Button(enum.StrEnum):
     def quadrant(self) -> int:
         """The quadrant it acts on: 1 top left, 2 top right, 3 bottom left, 4 bottom right."""
         return int(self.value[1])
+
+
+class JobKind(enum.Enum):
+    """What a job renders, which sets its expected duration: the library's one kind of job."""
+
+    GRID = "grid"
+    """A prompt's 2x2 grid."""
+    UPSCALE = "upscale"
+    """A U1..U4 press: one quadrant in 4K."""
+    VARIATION = "variation"
+    """A V1..V4 press: a new grid varying one quadrant."""
+
+    @classmethod
+    def of_button(cls, button: Button) -> JobKind:
+        """The kind of job pressing ``button`` makes."""
+        return cls.UPSCALE if button.is_upscale else cls.VARIATION
+
+    @classmethod
+    def of_info(cls, info: ImageInfo) -> JobKind:
+        """The kind of job ``info`` describes, from the button that made it (if any)."""
+        button = (info.op_button or "").upper()
+        if button.startswith("U"):
+            return cls.UPSCALE
+        if button.startswith("V"):
+            return cls.VARIATION
+        return cls.GRID
 
 
 def _empty_extra() -> Mapping[str, Any]:

@@ -1,5 +1,9 @@
 """What may be retried, and how long to wait: the one small policy every request goes through.
 
+The wire (`_wire`) makes each attempt, classifies its failure once as a `Failure` (the error,
+and what it proves about delivery), and asks `is_retryable` and `RetryPolicy.backoff` here
+whether and when to try again; API calls and result downloads alike.
+
 The core install is exactly httpx, anyio, attrs and cattrs, so the backoff is written here rather
 than taken from stamina or tenacity: it is a few lines of arithmetic, and it must sleep through
 anyio (for virtual time under trio's MockClock and asyncio test loops), honour ``Retry-After``,
@@ -14,9 +18,10 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -32,7 +37,7 @@ from ._errors import (
     TooManyRequests,
 )
 
-__all__ = ["Delivery", "RetryPolicy", "is_retryable", "parse_retry_after"]
+__all__ = ["ONE_ATTEMPT", "Delivery", "Failure", "RetryPolicy", "is_retryable", "parse_retry_after"]
 
 
 class Delivery(enum.Enum):
@@ -44,6 +49,40 @@ class Delivery(enum.Enum):
     """May have run at Akool: sent, then the answer was lost, garbled or a 5xx."""
     ANSWERED = "answered"
     """Akool answered with a definite outcome (a business code)."""
+
+
+class Failure(Exception):
+    """One attempt's failure, classified once: the error to raise and what it proves.
+
+    Attributes:
+        error: The error the caller sees if no retry mends it; its ``__cause__`` is the httpx
+            or json error, if there was one.
+        delivery: What the failure proves about the request's effect at Akool.
+        retry_after: Seconds the server asked to wait, when it said so.
+        submission: For a paid create, the path and the JSON body sent: an ambiguous failure
+            becomes `SubmissionUnknown` with them.
+        stale_token: The bearer token the attempt sent, so a renewal replaces only that one.
+        queued: Seconds the attempt waited for its turn from the pace before it was sent.
+    """
+
+    def __init__(
+        self,
+        error: AkoolError,
+        delivery: Delivery,
+        retry_after: float | None = None,
+        *,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(str(error))
+        if cause is not None:
+            # The error users see keeps the httpx / json error as its cause.
+            error.__cause__ = cause
+        self.error = error
+        self.delivery = delivery
+        self.retry_after = retry_after
+        self.submission: tuple[str, Mapping[str, Any]] | None = None
+        self.stale_token: object = None
+        self.queued = 0.0
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -94,6 +133,11 @@ class RetryPolicy:
             return min(max(retry_after, 0.0), self.max_retry_after)
         cap = min(self.wait_max, self.wait_initial * 2 ** (retry - 1))
         return random.uniform(0, cap) if self.jitter else cap  # noqa: S311 - jitter, not crypto
+
+
+ONE_ATTEMPT: Final = RetryPolicy(attempts=1)
+"""For status reads the engine makes: a failed read is looked at again after the engine's own
+backoff, so the wire does not repeat it."""
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -148,6 +148,18 @@ async def _hypercorn_serve(
         )
 
 
+async def _run_server(
+    backend: Literal["asyncio", "trio"],
+    app: ASGIApp,
+    sock: socket.socket,
+    shutdown: anyio.Event,
+    *,
+    task_status: anyio.abc.TaskStatus[None],
+) -> None:
+    config = _config(sock, on_listening=task_status.started)
+    await _hypercorn_serve(backend, app, config, shutdown_trigger=shutdown.wait)
+
+
 @contextlib.asynccontextmanager
 async def serve_asgi(
     app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False
@@ -192,12 +204,7 @@ async def serve_asgi(
     try:
         url = _base_url(sock)
         async with anyio.create_task_group() as task_group:
-
-            async def run_server(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-                config = _config(sock, on_listening=task_status.started)
-                await _hypercorn_serve(backend, served_app, config, shutdown_trigger=shutdown.wait)
-
-            await task_group.start(run_server)
+            await task_group.start(_run_server, backend, served_app, sock, shutdown)
             logger.debug("serving on %s (%s)", url, backend)
             try:
                 yield url

@@ -9,7 +9,7 @@ import httpx
 from ._errors import InvalidInput
 from ._models import Button, Scale
 
-__all__ = ["check_button", "check_image_id", "check_prompt", "check_scale", "check_url"]
+__all__ = ["check_button", "check_image_id", "check_prompt", "check_scale", "check_url", "http_url"]
 
 _SCALES = ", ".join(scale.value for scale in Scale)
 _BUTTONS = ", ".join(button.value for button in Button)
@@ -68,10 +68,16 @@ def check_url(name: str, value: Any) -> str:
     problem = f"{name} must be an absolute http:// or https:// URL (got {value!r})"
     if value != value.strip() or any(char.isspace() for char in value):
         raise InvalidInput(problem)
+    http_url(value, problem)
+    return value
+
+
+def http_url(value: str | httpx.URL, problem: str) -> httpx.URL:
+    """``value`` parsed, if it is an absolute http(s) URL with a host; else `InvalidInput`."""
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
         raise InvalidInput(problem) from exc
     if url.scheme not in ("http", "https") or not url.host:
         raise InvalidInput(problem)
-    return value
+    return url

@@ -1,20 +1,27 @@
-"""One call -> one decoded answer: auth headers, JSON, business codes, and the retry loop.
+"""The only place that knows HTTP: one attempt -> classify -> retry path for every request.
 
-The wire knows *how* to talk to Akool; it does not know about jobs or polling. Every failure is
-classified once, here, by what it proves about delivery (see `_retry`).
+API calls (`Wire.call`, described by the endpoint table in `_endpoints`) and result downloads
+(`fetch`) go through the same three steps: one attempt; its failure classified once, by what it
+proves about delivery (`classify_transport`, `classify_status`); and `send_with_retries`, which
+asks `_retry` whether and when to try again. The wire knows *how* to talk to Akool, never
+*when*: it holds no jobs and plans no polls. A pace turn is handed in by whoever holds one (the
+engine's status reads) or taken here; either way the wire gives it back once the answer is in.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar, cast
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
 
 import anyio
 import httpx
 
 from ._config import AuthMode, Credentials, Secret
+from ._endpoints import ENDPOINTS, GET_TOKEN, IMAGE_INFO, Endpoint, as_object
 from ._errors import (
     AkoolError,
     APIError,
@@ -31,43 +38,197 @@ from ._errors import (
     TransportError,
     error_for_code,
 )
-from ._pace import Pace
-from ._retry import Delivery, RetryPolicy, is_retryable, parse_retry_after
+from ._models import ImageInfo
+from ._pace import Pace, Turn
+from ._retry import ONE_ATTEMPT, Delivery, Failure, RetryPolicy, is_retryable, parse_retry_after
 
-__all__ = ["TOKEN_PATH", "Wire"]
+__all__ = ["Wire", "classify_status", "classify_transport", "fetch", "send_with_retries", "shown"]
 
 logger = logging.getLogger("akool_async")
 
 T = TypeVar("T")
 
-TOKEN_PATH: Final = "/api/open/v3/getToken"  # noqa: S105 - a path, not a secret
 SUCCESS: Final = 1000
 EXPIRED_TOKEN: Final = 1101
 _HTTP_TOO_MANY_REQUESTS: Final = 429
 _HTTP_SERVER_ERROR: Final = 500
+_EXCERPT: Final = 120
 
 
-class _Failure(Exception):
-    """A classified failure of one attempt: the error to raise and what it proves."""
+# -- classify: the one rule for what a failed attempt proves -------------------------------------
 
-    def __init__(
-        self,
-        error: AkoolError,
-        delivery: Delivery,
-        retry_after: float | None = None,
-        *,
-        cause: BaseException | None = None,
-    ) -> None:
-        super().__init__(str(error))
-        if cause is not None:
-            # The error users see keeps the httpx / json error as its cause.
-            error.__cause__ = cause
-        self.error = error
-        self.delivery = delivery
-        self.retry_after = retry_after
-        self.stale_token: Secret | None = None
-        self.queued = 0.0
-        """Seconds the attempt waited for its turn from the `Pace` before it was sent."""
+
+def classify_transport(exc: httpx.HTTPError, *, endpoint: str, target: str) -> Failure:
+    """A request that got no answer. Only a connection never made, or never taken from the pool,
+    proves nothing was sent; any other timeout or break may have come after the request left.
+
+    Args:
+        exc: What httpx raised.
+        endpoint: Where the request went, for the error's ``endpoint``: an API path, or a
+            result URL without its query.
+        target: Who was asked, for the message: ``Akool``, or the URL.
+    """
+    name = type(exc).__name__
+    detail = f"{name}: {exc}" if str(exc) else name
+    if isinstance(exc, httpx.ConnectError):
+        error: AkoolError = ConnectError(
+            f"could not connect to {target} ({detail})", endpoint=endpoint
+        )
+        return Failure(error, Delivery.NOT_DELIVERED, cause=exc)
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        error = RequestTimeout(f"{target} timed out before sending ({detail})", endpoint=endpoint)
+        return Failure(error, Delivery.NOT_DELIVERED, cause=exc)
+    if isinstance(exc, httpx.TimeoutException):
+        error = RequestTimeout(f"{target} timed out after sending ({detail})", endpoint=endpoint)
+        return Failure(error, Delivery.AMBIGUOUS, cause=exc)
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        error = RemoteProtocolError(
+            f"the connection to {target} broke mid-request ({detail})", endpoint=endpoint
+        )
+        return Failure(error, Delivery.AMBIGUOUS, cause=exc)
+    error = TransportError(f"the request to {target} failed ({detail})", endpoint=endpoint)
+    return Failure(error, Delivery.AMBIGUOUS, cause=exc)
+
+
+def classify_status(response: httpx.Response, *, endpoint: str, target: str) -> Failure | None:
+    """An answer whose HTTP status alone says the request failed: 429 (refused before it ran,
+    so even a paid create may be resent) or a 5xx (it may have run). None for anything else."""
+    status = response.status_code
+    if status != _HTTP_TOO_MANY_REQUESTS and status < _HTTP_SERVER_ERROR:
+        return None
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if status == _HTTP_TOO_MANY_REQUESTS:
+        error: AkoolError = TooManyRequests(
+            f"{target} answered HTTP 429 (too many requests)"
+            + (f", retry after {retry_after:g} s" if retry_after is not None else ""),
+            retry_after=retry_after,
+            endpoint=endpoint,
+        )
+        return Failure(error, Delivery.NOT_DELIVERED, retry_after)
+    error = ServerError(f"{target} answered HTTP {status}", status_code=status, endpoint=endpoint)
+    return Failure(error, Delivery.AMBIGUOUS, retry_after)
+
+
+# -- retry --------------------------------------------------------------------------------------
+
+
+async def send_with_retries(
+    attempt: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    label: str,
+    renew: Callable[[Failure], Awaitable[bool]] | None = None,
+) -> T:
+    """``await attempt(n)`` (``n`` attempts made before it) until it returns or may not retry.
+
+    Args:
+        attempt: Makes one attempt; raises a `Failure` when it fails.
+        policy: How often and how long to retry.
+        label: What the attempt is, for log lines: ``GET /api/...`` or ``download of <url>``.
+        renew: Called once per call with a failure; True when it renewed the credential the
+            failure refused, so the attempt is repeated at once (not counted as a retry).
+
+    Raises:
+        SubmissionUnknown: A paid create's last failure was ambiguous.
+        AkoolError: The last failure's error, raised ``from`` its httpx or json cause.
+    """
+    # The retry budget runs from the first failure, and time spent queueing for a turn
+    # behind thousands of other requests is not time spent retrying: a create throttled
+    # while the shared budget is slow must not be given up for the budget's slowness.
+    first_failure: float | None = None
+    queued = 0.0
+    made = retries = 0
+    while True:
+        try:
+            return await attempt(made)
+        except Failure as failure:
+            made += 1
+            if renew is not None and await renew(failure):
+                renew = None  # a credential is renewed once per call
+                continue
+            error = failure.error
+            retries += 1
+            wait = policy.backoff(retries, failure.retry_after)
+            if first_failure is None:
+                first_failure = anyio.current_time()
+            else:
+                queued += failure.queued
+            elapsed = anyio.current_time() - first_failure - queued
+            if (
+                not is_retryable(error, failure.delivery, paid=failure.submission is not None)
+                or retries >= policy.attempts
+                or elapsed + wait > policy.timeout
+            ):
+                if failure.submission is not None and failure.delivery is Delivery.AMBIGUOUS:
+                    path, payload = failure.submission
+                    raise SubmissionUnknown(path, payload, str(error)) from error
+                raise error from error.__cause__
+            attempts = policy.attempts - 1
+            logger.warning(
+                "%s failed (%s); retry %d of %d in %.2f s", label, error, retries, attempts, wait
+            )
+            await anyio.sleep(wait)
+
+
+# -- result downloads ---------------------------------------------------------------------------
+
+
+def shown(url: str) -> str:
+    """The URL without credentials, query or fragment, any of which may hold a secret."""
+    return str(httpx.URL(url).copy_with(userinfo=b"", query=None, fragment=None))
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    consume: Callable[[httpx.Response], Awaitable[T]],
+    *,
+    retry: RetryPolicy,
+    headers: Mapping[str, str],
+    timeout: httpx.Timeout | None = None,  # noqa: ASYNC109 - httpx's per-attempt timeouts
+) -> T:
+    """GET ``url`` (redirects followed), streaming, and return ``await consume(response)``.
+
+    Failures are classified and retried as API reads are. ``consume`` sees only answers that are
+    neither 429 nor 5xx; it raises a `Failure` for a body worth fetching again (one cut short),
+    any other error for an answer that no retry would mend.
+    """
+    where = shown(url)
+    timeouts = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+
+    async def attempt(_: int) -> T:
+        try:
+            async with client.stream(
+                "GET", url, headers=headers, follow_redirects=True, timeout=timeouts
+            ) as response:
+                failure = classify_status(response, endpoint=where, target=where)
+                if failure is not None:
+                    raise failure
+                return await consume(response)
+        except httpx.HTTPError as exc:
+            raise classify_transport(exc, endpoint=where, target=where) from exc
+
+    return await send_with_retries(attempt, policy=retry, label=f"download of {where}")
+
+
+# -- API calls ----------------------------------------------------------------------------------
+
+
+class _Route:
+    """An endpoint bound to a session's API root: its URL is built once, not per request."""
+
+    __slots__ = ("endpoint", "label", "text", "url")
+
+    def __init__(self, endpoint: Endpoint[Any], base_url: httpx.URL) -> None:
+        self.endpoint = endpoint
+        self.url = base_url.join(endpoint.path.lstrip("/"))
+        self.text = str(self.url)  # no query: the API root never has one
+        self.label = f"{endpoint.method} {endpoint.path}"
+
+    def with_query(self, params: Mapping[str, str] | None) -> httpx.URL | str:
+        """The URL with ``params``; a string httpx parses once, where passing ``params`` to
+        httpx would parse the URL twice (about 10 us a status read)."""
+        return f"{self.text}?{urlencode(params)}" if params else self.url
 
 
 class _TokenSource:
@@ -78,11 +239,11 @@ class _TokenSource:
         self._credentials = credentials
         self._token: Secret | None = credentials.token
         self._lock = anyio.Lock()
-        self.fetches = 0
 
     @property
-    def renewable(self) -> bool:
-        return self._credentials.has_client_credentials
+    def cached(self) -> Secret | None:
+        """The token, if one is at hand without a request."""
+        return self._token
 
     async def current(self) -> Secret:
         if self._token is None:
@@ -91,42 +252,32 @@ class _TokenSource:
                     self._token = await self._fetch()
         return self._token
 
-    async def renew(self, stale: Secret | None) -> None:
-        """Fetch a new token, unless a concurrent request already replaced ``stale``."""
+    async def renew(self, failure: Failure) -> bool:
+        """Fetch a new token when Akool refused one as expired (1101); False for any other
+        failure, or without client credentials to fetch one with."""
+        error = failure.error
+        if (
+            not isinstance(error, AuthenticationError)
+            or error.code != EXPIRED_TOKEN
+            or self._credentials.mode is AuthMode.API_KEY
+            or not self._credentials.has_client_credentials
+        ):
+            return False
+        # 1101 is a definite refusal, so repeating even a paid create is safe.
+        logger.info("akool token rejected (1101); fetching a new one and repeating")
         async with self._lock:
-            if self._token is None or self._token == stale:
+            # Unless a concurrent request already replaced the token this one sent.
+            if self._token is None or self._token == failure.stale_token:
                 self._token = await self._fetch()
+        return True
 
     async def _fetch(self) -> Secret:
         client_id = self._credentials.client_id
         client_secret = self._credentials.client_secret
         if client_id is None or client_secret is None:  # pragma: no cover - guarded by callers
             raise AuthenticationError(EXPIRED_TOKEN, "the token expired and no client credentials")
-        self.fetches += 1
         body = {"clientId": client_id, "clientSecret": client_secret.reveal()}
-        envelope = await self._wire.call(
-            "POST",
-            TOKEN_PATH,
-            json_body=body,
-            decode=_decode_token,
-            paid=False,
-            authenticate=False,
-            whole_envelope=True,
-            answer_has_secret=True,
-        )
-        return Secret(envelope)
-
-
-def _as_object(value: Any) -> dict[str, Any]:
-    """The JSON object ``value``, or an empty one if it is anything else."""
-    return cast("dict[str, Any]", value) if isinstance(value, dict) else {}
-
-
-def _decode_token(envelope: Any) -> str:
-    token = _as_object(envelope).get("token")
-    if not isinstance(token, str) or not token:
-        raise ValueError("getToken answered code 1000 without a token")
-    return token
+        return Secret(await self._wire.call(GET_TOKEN, json=body))
 
 
 class Wire:
@@ -145,272 +296,185 @@ class Wire:
     ) -> None:
         self._client = client
         self.pace = pace
-        self._base_url = base_url
         self._credentials = credentials
         self._retry = retry
-        self._timeout = timeout
-        self._user_agent = user_agent
+        self._request_options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        self._routes = {endpoint: _Route(endpoint, base_url) for endpoint in ENDPOINTS}
+        self._headers = {"user-agent": user_agent, "accept": "application/json"}
+        self._key_headers: dict[str, str] | None = None
+        if credentials.api_key is not None and credentials.mode is AuthMode.API_KEY:
+            self._key_headers = {**self._headers, "x-api-key": credentials.api_key.reveal()}
         self.tokens = _TokenSource(self, credentials)
+        self._renew = None if credentials.mode is AuthMode.API_KEY else self.tokens.renew
 
     async def call(
         self,
-        method: str,
-        path: str,
+        endpoint: Endpoint[T],
         *,
-        decode: Callable[[Any], T],
-        json_body: Mapping[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
-        paid: bool = False,
-        authenticate: bool = True,
-        whole_envelope: bool = False,
-        answer_has_secret: bool = False,
         retry: RetryPolicy | None = None,
-        paced: bool = False,
+        turn: Turn | None = None,
     ) -> T:
-        """Make one logical call and return ``decode(data)``.
+        """Make one logical call to ``endpoint`` and return its decoded answer.
 
         Args:
-            method: HTTP method.
-            path: API path, e.g. ``/api/open/v3/content/image/createbyprompt``.
-            decode: Turns the envelope's ``data`` (or the whole envelope) into the result; a
-                ``ValueError`` or ``TypeError`` from it means the answer was not what Akool sends.
-            json_body: The JSON body, if any.
+            endpoint: What to call, from the endpoint table.
+            json: The JSON body, if any.
             params: Query parameters, if any.
-            paid: The call creates a paid job: retried only when provably not delivered, and an
-                ambiguous failure raises `SubmissionUnknown`.
-            authenticate: Send the auth header (everything but getToken).
-            whole_envelope: Hand ``decode`` the whole envelope rather than its ``data``.
-            answer_has_secret: The answer carries a credential (getToken): never quote its body
-                in an error or a log line.
-            retry: A policy for this call instead of the session's (polls use one attempt: the
-                planner reschedules them itself).
-            paced: The caller already holds a turn from the `Pace` for this request (and gives
-                it back itself).
+            retry: A policy for this call instead of the session's.
+            turn: A pace turn the caller already holds for the first attempt; the wire gives
+                it back when that attempt's answer is in. Repeats take turns of their own.
         """
+        route = self._routes[endpoint]
+        attempt = partial(self._attempt, route, json, params, turn)
         policy = retry if retry is not None else self._retry
-        # The retry budget runs from the first failure, and time spent queueing for a turn
-        # behind thousands of other requests is not time spent retrying: a create throttled
-        # while the shared budget is slow must not be given up for the budget's slowness.
-        first_failure: float | None = None
-        queued = 0.0
-        retries = 0
-        renewed = False
-        while True:
-            try:
-                return await self._attempt(
-                    method,
-                    path,
-                    decode=decode,
-                    json_body=json_body,
-                    params=params,
-                    authenticate=authenticate,
-                    whole_envelope=whole_envelope,
-                    answer_has_secret=answer_has_secret,
-                    paced=paced,
-                    paid=paid,
-                )
-            except _Failure as failure:
-                error = failure.error
-                if (
-                    isinstance(error, AuthenticationError)
-                    and error.code == EXPIRED_TOKEN
-                    and authenticate
-                    and not renewed
-                    and self._credentials.mode is not AuthMode.API_KEY
-                    and self.tokens.renewable
-                ):
-                    # 1101 is a definite refusal, so repeating even a paid create is safe.
-                    renewed = True
-                    logger.info("akool token rejected (1101); fetching a new one and repeating")
-                    await self.tokens.renew(failure.stale_token)
-                    continue
-                paced = False  # a repeat takes its own turn
-                retries += 1
-                retryable = is_retryable(error, failure.delivery, paid=paid)
-                wait = policy.backoff(retries, failure.retry_after)
-                if first_failure is None:
-                    first_failure = anyio.current_time()
-                else:
-                    queued += failure.queued
-                elapsed = anyio.current_time() - first_failure - queued
-                if not retryable or retries >= policy.attempts or elapsed + wait > policy.timeout:
-                    if paid and failure.delivery is Delivery.AMBIGUOUS:
-                        payload = dict(json_body or {})
-                        raise SubmissionUnknown(path, payload, str(error)) from error
-                    raise error from error.__cause__
-                logger.warning(
-                    "%s %s failed (%s); retry %d of %d in %.2f s",
-                    method,
-                    path,
-                    error,
-                    retries,
-                    policy.attempts - 1,
-                    wait,
-                )
-                await anyio.sleep(wait)
+        renew = self._renew if endpoint.authenticated else None
+        return await send_with_retries(attempt, policy=policy, label=route.label, renew=renew)
+
+    async def read_info(self, job_id: str, *, turn: Turn) -> ImageInfo:
+        """One status read, in the caller's pace turn, one attempt: a failed read is the
+        engine's to look at again after its own backoff."""
+        params = {"image_model_id": job_id}
+        return await self.call(IMAGE_INFO, params=params, retry=ONE_ATTEMPT, turn=turn)
 
     async def _attempt(
         self,
-        method: str,
-        path: str,
-        *,
-        decode: Callable[[Any], T],
+        route: _Route,
         json_body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
-        authenticate: bool,
-        whole_envelope: bool,
-        answer_has_secret: bool,
-        paced: bool,
-        paid: bool,
-    ) -> T:
-        headers = {"user-agent": self._user_agent, "accept": "application/json"}
-        token: Secret | None = None
-        if authenticate:
-            if self._credentials.mode is AuthMode.API_KEY:
-                assert self._credentials.api_key is not None  # noqa: S101 - mode guarantees it
-                headers["x-api-key"] = self._credentials.api_key.reveal()
-            else:
-                token = await self.tokens.current()
-                headers["authorization"] = f"Bearer {token.reveal()}"
-        url = self._base_url.join(path.lstrip("/"))
-        kwargs: dict[str, Any] = {}
-        if self._timeout is not None:
-            kwargs["timeout"] = self._timeout
+        turn: Turn | None,
+        made: int,
+    ) -> Any:
+        endpoint = route.endpoint
+        if made:
+            turn = None  # the handed-in turn went with the first attempt
+        headers, token, turn = await self._authorize(endpoint, turn)
         asked = anyio.current_time()
-        turn = None if paced else await self.pace.acquire(create=paid)
-        before = anyio.current_time()
+        if turn is None:
+            turn = await self.pace.acquire(create=endpoint.paid)
+        sent = anyio.current_time()
         try:
             response = await self._client.request(
-                method, url, json=json_body, params=params, headers=headers, **kwargs
+                endpoint.method,
+                route.with_query(params),
+                json=json_body,
+                headers=headers,
+                **self._request_options,
             )
         except httpx.HTTPError as exc:
-            failure = _classify_transport(exc, path)
-            failure.queued = before - asked
-            raise failure from exc
+            failure = classify_transport(exc, endpoint=endpoint.path, target="Akool")
+            raise _noted(failure, endpoint, json_body, token, sent - asked) from exc
         finally:
-            if turn is not None:
-                self.pace.release(turn)
-        elapsed_ms = (anyio.current_time() - before) * 1000
+            self.pace.release(turn)
         try:
-            result = _decode_response(
-                response,
-                path,
-                decode,
-                whole_envelope=whole_envelope,
-                quote_body=not answer_has_secret,
-            )
-        except _Failure as failure:
-            logger.debug(
-                "%s %s -> HTTP %d, %s (%.0f ms)",
-                method,
-                path,
-                response.status_code,
-                failure.error,
-                elapsed_ms,
-            )
-            failure.stale_token = token
-            failure.queued = before - asked
+            result = _decode_answer(response, endpoint)
+        except Failure as failure:
             if isinstance(failure.error, TooManyRequests | RateLimited):
                 self.pace.throttled(failure.retry_after)
+            logger.debug(
+                "%s -> HTTP %d, %s (%.0f ms)",
+                route.label,
+                response.status_code,
+                failure.error,
+                (anyio.current_time() - sent) * 1000,
+            )
+            _noted(failure, endpoint, json_body, token, sent - asked)
             raise
-        logger.debug(
-            "%s %s -> HTTP %d, code 1000 (%.0f ms)", method, path, response.status_code, elapsed_ms
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            elapsed_ms = (anyio.current_time() - sent) * 1000
+            logger.debug(
+                "%s -> HTTP %d, code 1000 (%.0f ms)", route.label, response.status_code, elapsed_ms
+            )
         return result
 
-
-def _classify_transport(exc: httpx.HTTPError, path: str) -> _Failure:
-    name = type(exc).__name__
-    detail = str(exc) or name
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        # No connection, or none free in the pool: nothing was sent.
-        error: AkoolError = (
-            ConnectError(f"could not connect to Akool: {detail}", endpoint=path)
-            if isinstance(exc, httpx.ConnectError)
-            else RequestTimeout(f"timed out before sending ({name}): {detail}", endpoint=path)
-        )
-        return _Failure(error, Delivery.NOT_DELIVERED, cause=exc)
-    if isinstance(exc, httpx.TimeoutException):
-        error = RequestTimeout(f"timed out after sending ({name}): {detail}", endpoint=path)
-        return _Failure(error, Delivery.AMBIGUOUS, cause=exc)
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        error = RemoteProtocolError(
-            f"the connection broke mid-request ({name}): {detail}", endpoint=path
-        )
-        return _Failure(error, Delivery.AMBIGUOUS, cause=exc)
-    error = TransportError(f"the request failed ({name}): {detail}", endpoint=path)
-    return _Failure(error, Delivery.AMBIGUOUS, cause=exc)
+    async def _authorize(
+        self, endpoint: Endpoint[Any], turn: Turn | None
+    ) -> tuple[dict[str, str], Secret | None, Turn | None]:
+        """The headers for ``endpoint``, the token they carry, and the turn still held."""
+        if not endpoint.authenticated:
+            return self._headers, None, turn
+        if self._key_headers is not None:
+            return self._key_headers, None, turn
+        token = self.tokens.cached
+        if token is None:
+            if turn is not None:
+                # getToken takes a turn of its own: holding this one meanwhile could keep the
+                # last free slot from it.
+                self.pace.release(turn)
+                turn = None
+            token = await self.tokens.current()
+        return {**self._headers, "authorization": f"Bearer {token.reveal()}"}, token, turn
 
 
-def _decode_response(
-    response: httpx.Response,
-    path: str,
-    decode: Callable[[Any], T],
-    *,
-    whole_envelope: bool,
-    quote_body: bool,
-) -> T:
+def _noted(
+    failure: Failure,
+    endpoint: Endpoint[Any],
+    json_body: Mapping[str, Any] | None,
+    token: Secret | None,
+    queued: float,
+) -> Failure:
+    """What the retry loop needs beside the error: what a paid call sent, the token, the queue."""
+    if endpoint.paid:
+        failure.submission = (endpoint.path, dict(json_body or {}))
+    failure.stale_token = token
+    failure.queued = queued
+    return failure
+
+
+def _decode_answer(response: httpx.Response, endpoint: Endpoint[T]) -> T:
+    """Akool's envelope: HTTP status, then JSON, then ``code``, then the endpoint's decoder."""
+    path = endpoint.path
+    failure = classify_status(response, endpoint=path, target="Akool")
+    if failure is not None:
+        raise failure
     status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
-    if status == _HTTP_TOO_MANY_REQUESTS:
-        # A throttled request was refused before it ran, so even a paid create may be resent.
-        error: AkoolError = TooManyRequests(
-            "Akool answered HTTP 429 (too many requests)"
-            + (f", retry after {retry_after:g} s" if retry_after is not None else ""),
-            retry_after=retry_after,
-            endpoint=path,
-        )
-        raise _Failure(error, Delivery.NOT_DELIVERED, retry_after)
-    if status >= _HTTP_SERVER_ERROR:
-        error = ServerError(f"Akool answered HTTP {status}", status_code=status, endpoint=path)
-        raise _Failure(error, Delivery.AMBIGUOUS, retry_after)
+    quote = not endpoint.secret_answer
     try:
         envelope = json.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
         if response.is_success:
-            excerpt = _excerpt(response.content, quote=quote_body)
-            error = InvalidResponse(
-                f"Akool's answer (HTTP {status}) is not JSON: {excerpt}",
-                endpoint=path,
+            excerpt = _excerpt(response.content, quote=quote)
+            error: AkoolError = InvalidResponse(
+                f"Akool's answer (HTTP {status}) is not JSON: {excerpt}", endpoint=path
             )
-            raise _Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
+            raise Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
         error = HTTPStatusError(f"Akool answered HTTP {status}", status_code=status, endpoint=path)
-        raise _Failure(error, Delivery.ANSWERED, cause=exc) from exc
-    fields = _as_object(envelope)
+        raise Failure(error, Delivery.ANSWERED, cause=exc) from exc
+    fields = as_object(envelope)
     code = fields.get("code")
     if isinstance(code, bool) or not isinstance(code, int):
         if not response.is_success:
             error = HTTPStatusError(
                 f"Akool answered HTTP {status}", status_code=status, endpoint=path
             )
-            raise _Failure(error, Delivery.ANSWERED)
+            raise Failure(error, Delivery.ANSWERED)
         error = InvalidResponse(
-            f"Akool's answer has no integer 'code': {_excerpt(response.content, quote=quote_body)}",
+            f"Akool's answer has no integer 'code': {_excerpt(response.content, quote=quote)}",
             endpoint=path,
         )
-        raise _Failure(error, Delivery.AMBIGUOUS)
+        raise Failure(error, Delivery.AMBIGUOUS)
     if code != SUCCESS:
         msg = fields.get("msg")
-        api_error: APIError = error_for_code(
-            code, msg if isinstance(msg, str) else "", endpoint=path
-        )
+        text = msg if isinstance(msg, str) else ""
+        api_error: APIError = error_for_code(code, text, endpoint=path)
         if isinstance(api_error, RateLimited):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
             api_error.retry_after = retry_after
-            raise _Failure(api_error, Delivery.NOT_DELIVERED, retry_after)
-        raise _Failure(api_error, Delivery.ANSWERED)
-    payload: Any = fields if whole_envelope else fields.get("data")
+            raise Failure(api_error, Delivery.NOT_DELIVERED, retry_after)
+        raise Failure(api_error, Delivery.ANSWERED)
     try:
-        return decode(payload)
+        return endpoint.decode(fields if endpoint.whole_envelope else fields.get("data"))
     except (ValueError, TypeError, KeyError) as exc:
         error = InvalidResponse(
             f"Akool's answer is not of the documented shape: {exc}", endpoint=path
         )
         # Code 1000 came back, so a create did happen; but without a readable id it is lost to us.
-        raise _Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
+        raise Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
 
 
-def _excerpt(content: bytes, *, quote: bool, limit: int = 120) -> str:
+def _excerpt(content: bytes, *, quote: bool) -> str:
     if not quote:
         return "(body not shown: it may carry a credential)"
-    text = content[:limit].decode("utf-8", "replace")
-    return repr(text + ("..." if len(content) > limit else ""))
+    text = content[:_EXCERPT].decode("utf-8", "replace")
+    return repr(text + ("..." if len(content) > _EXCERPT else ""))

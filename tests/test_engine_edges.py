@@ -105,21 +105,17 @@ async def test_handles_refuse_what_cannot_work(
         _ = other.http_client
 
 
-async def test_an_expired_result_is_refused_without_a_request(
-    session: ak.AkoolSession, emulator: AkoolEmulator, tmp_path: pathlib.Path
-) -> None:
+async def test_an_expired_result_is_refused_without_a_request(tmp_path: pathlib.Path) -> None:
     """A result whose seven days have passed (by its create_time) raises ResultExpired at once."""
-    job = await session.generate("a fox")
-    info = await job.wait()
-    old = ak.ImageInfo.from_wire(
-        {
-            **info.to_wire(),
-            "create_time": int((datetime.now(UTC) - timedelta(days=8)).timestamp() * 1000),
-        }
-    )
-    stale = ak.ImageJob(session, job.id, info=old)
-    session._engine.trackers[job.id].round.outcome = old  # type: ignore[union-attr]
-    before = len(emulator.requests)
-    with pytest.raises(ak.ResultExpired, match="Akool keeps results for seven days"):
-        await stale.download(tmp_path)
+    eight_days_ago = datetime.now(UTC) - timedelta(days=8)
+    emulator = AkoolEmulator(api_key="k", timings=FIXED_TIMINGS, seed=8, start=eight_days_ago)
+    async with emulator.client() as http, ak.AkoolSession(api_key="k", http_client=http) as session:
+        job = await session.generate("a fox")
+        old = await job.wait()
+        stale = ak.ImageJob(session, job.id, info=old)
+        assert old.expires_at is not None
+        assert old.expires_at < datetime.now(UTC)
+        before = len(emulator.requests)
+        with pytest.raises(ak.ResultExpired, match="Akool keeps results for seven days"):
+            await stale.download(tmp_path)
     assert before == len(emulator.requests)

@@ -883,9 +883,9 @@ async def test_creates_carry_the_sessions_webhook_url_and_results_come_by_push()
         grid = await session.generate("a red fox in snow")
         upscale = await grid.upscale(2)
         upscaled = await upscale.wait()
-        trackers = session._engine.trackers if session._engine is not None else {}
-        webhook_trackers = {job_id: tracker.webhook for job_id, tracker in trackers.items()}
-        listening = session._listening_url
+        stats = session.stats
+        webhook_jobs = {job.id: job.uses_session_webhook for job in (grid, upscale)}
+        listening = session.listening_url
         app = session.webhook_app
 
     creates = [r for r in emulator.requests if r.endpoint.startswith("createby")]
@@ -894,7 +894,8 @@ async def test_creates_carry_the_sessions_webhook_url_and_results_come_by_push()
     ]
     assert {"api_key"} == {request.auth for request in emulator.requests}
     assert 0 == emulator.requests_per_endpoint()["getToken"]
-    assert {grid.id: True, upscale.id: True} == webhook_trackers
+    assert (2, 2) == (stats.jobs_tracked, stats.webhook_jobs)  # these two, and no other job
+    assert {grid.id: True, upscale.id: True} == webhook_jobs
     assert upscaled.is_result_ready
     reads = info_requests(emulator)
     assert {grid.id, upscale.id} == set(reads)
@@ -925,8 +926,7 @@ async def test_a_calls_own_webhook_url_wins_and_that_job_is_polled_normally() ->
     async with pushed_session(emulator, deliver=False) as session:
         own = await session.generate("mine", webhook_url=elsewhere)
         same = await session.generate("same", webhook_url=HOOK)
-        assert session._engine is not None
-        flags = [session._engine.trackers[job.id].webhook for job in (own, same)]
+        flags = [job.uses_session_webhook for job in (own, same)]
         with anyio.fail_after(600):
             await own.wait()
             await same.wait()
@@ -1015,9 +1015,8 @@ async def test_a_push_for_a_job_nobody_waits_on_is_kept_for_a_later_wait() -> No
     async with pushed_session(emulator) as session:
         info = await session.create_by_prompt("a fox nobody waits for yet")
         await anyio.sleep(60)  # processing at 4 s, completed at 44 s, quadrants at 46 s
-        engine = session._engine
-        assert engine is not None
-        assert (2, 0, {}) == (engine.pushes, session.status_requests, dict(info_requests(emulator)))
+        stats = session.stats
+        assert (2, 0, {}) == (stats.pushes, stats.status_requests, dict(info_requests(emulator)))
 
         before = anyio.current_time()
         result = await session.job(info.id).wait()
@@ -1037,12 +1036,10 @@ async def test_duplicate_deliveries_are_applied_once() -> None:
     )
     async with pushed_session(emulator) as session:
         results = await session.generate_many([f"a fox, take {n}" for n in range(5)])
-        engine = session._engine
-        assert engine is not None
         app = session.webhook_app
 
     assert all(isinstance(result, ak.ImageInfo) for result in results)
-    assert (10, 10, 10) == (engine.pushes, app.accepted, app.duplicates)
+    assert (10, 10, 10) == (session.stats.pushes, app.accepted, app.duplicates)
     reads = info_requests(emulator)
     assert 5 == len(reads)
     assert max(reads.values()) <= 2
@@ -1060,10 +1057,9 @@ async def test_lost_pushes_fall_back_to_polling_after_two_misses() -> None:
     holder: list[ak.AkoolSession] = []
 
     def on_event(event: ak.JobEvent) -> None:
-        engine = holder[0]._engine if holder else None
-        if event.kind == "completed" and engine is not None:
+        if event.kind == "completed" and holder:
             seen[event.job_id] = event.at
-            health_when_seen.append(engine.push_healthy)
+            health_when_seen.append(holder[0].stats.push_healthy)
 
     refused = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
     async with (
@@ -1080,22 +1076,21 @@ async def test_lost_pushes_fall_back_to_polling_after_two_misses() -> None:
         emulator.running(webhook_client=refused),
     ):
         holder.append(session)
-        engine = session._engine
-        assert engine is not None
         with anyio.fail_after(3600):
             first = await session.generate_many(["a lost fox", "a lost owl"])
-            healthy_after_first = engine.push_healthy
+            healthy_after_first = session.stats.push_healthy
             later = await session.generate_many([f"a later fox {n}" for n in range(8)])
 
     results = [*first, *later]
     assert all(isinstance(result, ak.ImageInfo) and result.is_result_ready for result in results)
     assert 20 == len(emulator.webhooks.given_up)
-    assert (0, 0) == (engine.pushes, session.webhook_app.accepted)
+    stats = session.stats
+    assert (0, 0) == (stats.pushes, session.webhook_app.accepted)
     assert [True, False] == health_when_seen[:2]  # flipped by the second miss, not the first
     assert {False} == set(health_when_seen[1:])
     assert healthy_after_first is False
-    assert engine.push_healthy is False
-    assert 2 == engine._missed_pushes  # it stopped counting once polling took over
+    assert stats.push_healthy is False
+    assert 2 == stats.missed_pushes  # it stopped counting once polling took over
     reads = info_requests(emulator)
     first_ids = [result.id for result in first if isinstance(result, ak.ImageInfo)]
     later_ids = [result.id for result in later if isinstance(result, ak.ImageInfo)]

@@ -547,7 +547,7 @@ async def test_passed_client_is_left_open_and_own_client_is_closed(fake: FakeAko
 
     session = ak.AkoolSession(api_key=API_KEY, base_url=BASE_URL)
     async with session:
-        own = session._client
+        own = session.http_client
         assert own is not None
     assert own.is_closed
 

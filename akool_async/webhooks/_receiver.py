@@ -9,14 +9,15 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from akool_async._asgi import Receive, Scope, Send, answer_lifespan
+from akool_async._constants import MAX_BODY_BYTES, REMEMBERED_CALLBACKS
+from akool_async._errors import WebhookVerificationError
 
-from ._verify import MAX_BODY_BYTES, WebhookEvent, WebhookVerificationError, WebhookVerifier
+from ._verify import WebhookEvent, WebhookVerifier
 
 __all__ = ["WebhookReceiver"]
 
 logger = logging.getLogger("akool_async.webhooks")
 
-_REMEMBERED: Final = 100_000  # (job, status) pairs kept to recognise repeated deliveries
 _STATUS_FOR: Final = {
     "malformed": 400,
     "payload": 400,
@@ -110,7 +111,7 @@ class WebhookReceiver:
 
     def _remember(self, key: tuple[str, int]) -> None:
         self._seen[key] = None
-        if len(self._seen) > _REMEMBERED:
+        if len(self._seen) > REMEMBERED_CALLBACKS:
             self._seen.popitem(last=False)
 
 

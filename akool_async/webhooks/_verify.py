@@ -10,7 +10,8 @@ from typing import Any, Final
 
 import attrs
 
-from akool_async._errors import AkoolError, InvalidInput
+from akool_async._constants import DEFAULT_TOLERANCE, MAX_BODY_BYTES
+from akool_async._errors import InvalidInput, WebhookVerificationError
 from akool_async._models import ImageStatus
 from akool_async._webhook_crypto import (
     AES_KEY_LENGTHS,
@@ -28,26 +29,8 @@ __all__ = [
     "WebhookVerifier",
 ]
 
-DEFAULT_TOLERANCE: Final = 300.0
-"""Seconds a callback's timestamp may differ from this machine's clock (five minutes)."""
-MAX_BODY_BYTES: Final = 64 * 1024
-"""The largest callback accepted: Akool's are a few hundred bytes."""
-
 _ENVELOPE_KEYS: Final = ("signature", "dataEncrypt", "timestamp", "nonce")
 _MAX_FIELD_CHARS: Final = 16 * 1024
-
-
-class WebhookVerificationError(AkoolError):
-    """A callback is not a genuine, current Akool callback for this account.
-
-    Attributes:
-        reason: A short machine-readable reason: ``malformed``, ``too_large``, ``signature``,
-            ``stale``, ``decrypt`` or ``payload``.
-    """
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @attrs.frozen(kw_only=True)

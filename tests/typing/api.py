@@ -48,9 +48,21 @@ async def _usage() -> None:  # pyright: ignore[reportUnusedFunction]
     ):
         assert_type(borrowed, ak.AkoolSession)
 
+    ak.AkoolSession(api_key="key", http2=True)  # needs the http2 extra
+
     session = ak.AkoolSession(api_key="key", retry=policy)
     assert_type(session.base_url, httpx.URL)
     assert_type(session.retry, ak.RetryPolicy)
+    stats = session.stats
+    assert_type(stats, ak.SessionStats)
+    assert_type(stats.status_requests, int)
+    assert_type(stats.jobs_tracked, int)
+    assert_type(stats.webhook_jobs, int)
+    assert_type(stats.pushes, int)
+    assert_type(stats.missed_pushes, int)
+    assert_type(stats.push_healthy, bool)
+    assert_type(session.listening_url, str | None)
+    assert_type(session.job("64dd82eef0b6684651e90131").uses_session_webhook, bool)
 
     async with session:
         # -- the wire calls, one request each ---------------------------------------------
@@ -168,6 +180,10 @@ async def _usage() -> None:  # pyright: ignore[reportUnusedFunction]
         assert_type(exc.timeout, float)
     except ak.InvalidInput as exc:
         assert_type(exc, ak.InvalidInput)
+    except ak.SessionClosed as exc:
+        assert_type(exc, ak.SessionClosed)
+    except ak.SessionStateError as exc:  # also a RuntimeError
+        assert_type(exc, ak.SessionStateError)
     except ak.AkoolError as exc:
         assert_type(exc, ak.AkoolError)
 
@@ -179,6 +195,8 @@ async def _usage() -> None:  # pyright: ignore[reportUnusedFunction]
     assert_type(timeouts, list[TimeoutError])
     bad_input: list[ValueError] = [ak.InvalidInput("bad scale"), ak.MissingCredentials("none")]
     assert_type(bad_input, list[ValueError])
+    misuse: list[RuntimeError] = [ak.SessionStateError("not open"), ak.SessionClosed("closed")]
+    assert_type(misuse, list[RuntimeError])
     api_errors: list[ak.APIError] = [
         ak.APIError(4242, "a code Akool has not documented"),
         ak.AccountBanned(1200, "banned"),
