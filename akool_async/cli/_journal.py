@@ -36,6 +36,7 @@ import anyio.to_thread
 import attrs
 
 from akool_async._errors import AkoolError
+from akool_async._models import JobKind
 
 __all__ = [
     "JOURNAL_NAME",
@@ -99,12 +100,9 @@ class JournalError(AkoolError):
     """The journal file cannot be used: unreadable, from a newer version, or another endpoint's."""
 
 
-class TaskKind(enum.Enum):
-    """What a task creates: a prompt grid, or a button press on one."""
-
-    GRID = "grid"
-    UPSCALE = "upscale"
-    VARIATION = "variation"
+TaskKind = JobKind
+"""What a task creates: a prompt grid, or a button press on one. The library's one `JobKind`
+(its values are what the journal stores)."""
 
 
 class TaskState(enum.Enum):
