@@ -264,7 +264,8 @@ class Planner:
             # is caught as early as one of minutes is, relative to its length. Many sentinels
             # read every two gaps find the first finishers sooner than half as many every gap,
             # at the same cost: the first of 48 finishes near the law's 2 % quantile.
-            return now + max(self.gap / 3 - age, self.policy.min_interval, min(2 * self.gap, age / 2))
+            spacing = min(2 * self.gap, age / 2)
+            return now + max(self.gap / 3 - age, self.policy.min_interval, spacing)
         # A job's first look, or a later one that the evidence says is too early to repeat
         # (a held job waits until the law says early finishers start).
         if never_seen or age < start - self.gap:
