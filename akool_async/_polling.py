@@ -12,7 +12,8 @@ For a job whose age is known (this session created it):
   ``target_lag``. Until that age the job is *held*: its due time is re-evaluated when it comes,
   so when evidence moves the law later, held jobs move later for free;
 * **sentinels**: while fewer than twenty jobs of a kind have finished, about one held job in
-  six is read early (at ages spaced in proportion to the age, then every two gaps), so that a law
+  six, and at least one, is read early (at ages spaced in proportion to the age, then every gap,
+  or every two gaps once there are many of them), so that a law
   far earlier than believed shows up before the bulk is late. A finished sentinel pulls every
   held job of its kind forward, to at most a gap after the age it was seen done at (until
   the law's spread is known, its early quantile is not trusted to be later than that);
@@ -66,6 +67,7 @@ SAFETY_NET_INTERVAL: Final = 30.0
 """With webhooks: seconds between safety-net polls of a job past its expected end."""
 _MISSES_BEFORE_POLLING: Final = 2
 _SENTINEL_SHARE: Final = 0.16
+_FEW_SENTINELS: Final = 4
 _CONFIDENT_AFTER: Final = 20.0
 """Completions of a kind (counted in jobs) after which no sentinels are needed."""
 _REFIT_SHARE: Final = 0.05
@@ -264,7 +266,9 @@ class Planner:
             # is caught as early as one of minutes is, relative to its length. Many sentinels
             # read every two gaps find the first finishers sooner than half as many every gap,
             # at the same cost: the first of 48 finishes near the law's 2 % quantile.
-            spacing = min(2 * self.gap, age / 2)
+            # A few sentinels are someone's only jobs: their own lag matters, so every gap.
+            cap = self.gap if len(model.sentinels) <= _FEW_SENTINELS else 2 * self.gap
+            spacing = min(cap, age / 2)
             return now + max(self.gap / 3 - age, self.policy.min_interval, spacing)
         # A job's first look, or a later one that the evidence says is too early to repeat
         # (a held job waits until the law says early finishers start).
@@ -309,7 +313,9 @@ class Planner:
             return True
         if model.confident or not self.policy.learn:
             return False
-        if len(model.sentinels) < int(_SENTINEL_SHARE * (len(model.held) + 1)):
+        # At least one: a session with a single job and a wrong guess would otherwise hold it
+        # until the guess's first look, however early the job really finishes.
+        if len(model.sentinels) < max(1, int(_SENTINEL_SHARE * (len(model.held) + 1))):
             model.held.pop(key, None)
             model.sentinels.add(key)
             return True

@@ -1100,9 +1100,9 @@ async def test_lost_pushes_fall_back_to_polling_after_two_misses() -> None:
     assert all(seen[job_id] - emulator.completion_time(job_id) < 5 for job_id in later_ids)
     # Akool's demo polls every 3 s: 16 reads for a 46 s grid, 160 for these ten.
     # The session is cold (the two first jobs only say "done by the 99 % quantile"), so the
-    # later jobs start from the weak prior: about 10 reads each, and the one read early as a
-    # sentinel no more than a 3 s poller's 16.
-    assert max(reads.values()) <= 16
+    # later jobs start from the weak prior: about 10 reads each; the one read early as a
+    # sentinel costs what a lone cold job does (21, see test_engine), a 3 s poller 16.
+    assert max(reads.values()) <= 21
     assert sum(reads.values()) < 160 * 2 / 3
 
 
