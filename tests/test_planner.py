@@ -120,6 +120,11 @@ def test_the_self_check_tightens_first_looks_when_early_finishers_are_missed() -
     result = simulate(shifted, planner=planner)
     assert planner._models[JobKind.GRID].early < early_before
     assert planner.first_look_age(JobKind.GRID) < first_look_before - 3 * TARGET
+    # The evidence it reports: some jobs were done at their first look; the others' lag bounds
+    # (time between their last "not done" read and their "done" read) stay within a gap.
+    share_done_at_first_look, bound_p95 = planner.lag_bounds(JobKind.GRID)
+    assert share_done_at_first_look > 0
+    assert bound_p95 <= TARGET + 1e-9
     late_half = sorted(result.lags[len(result.lags) // 2 :])
     assert late_half[math.ceil(0.95 * len(late_half)) - 1] <= TARGET
 
