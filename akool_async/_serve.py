@@ -18,14 +18,25 @@ from hypercorn.typing import ASGIFramework
 
 from akool_async._asgi import ASGIApp, Receive, Scope, Send, answer_lifespan
 
-__all__ = ["ASGIApp", "Receive", "Scope", "Send", "serve_asgi"]
+__all__ = ["BACKLOG", "ASGIApp", "Receive", "Scope", "Send", "serve_asgi"]
 
 logger = logging.getLogger("akool_async.server")
 
 GRACEFUL_TIMEOUT: Final = 1.0
 """Seconds open requests get to finish at shutdown before they are cancelled."""
 
-_BACKLOG: Final = 128
+BACKLOG: Final = 4096
+"""Connections the kernel may hold for the server before it accepts them (capped by the
+system's own limit, ``net.core.somaxconn``: 4096 on Linux since 5.4, 128 on macOS).
+
+A burst of callbacks arrives faster than one event loop accepts connections. With 128 (Python's
+default, which this used to be), 1,000 concurrent deliveries overflowed the queues: Linux
+answered with SYN cookies, dropped the handshakes it had no room to accept, then reset them,
+so 13-61 % of the senders saw their connection reset (and Akool would deliver again exactly
+when it is busiest). With 4096 none did, on asyncio and trio; see
+``benchmarks/webhook_burst.py``. A waiting connection costs the kernel a few hundred bytes;
+uvicorn and gunicorn use 2048.
+"""
 
 
 class _PreboundConfig(Config):
@@ -88,7 +99,7 @@ def _without_lifespan(app: ASGIApp) -> ASGIApp:
     return app_without_lifespan
 
 
-def _listening_socket(family: int, address: tuple[Any, ...]) -> socket.socket:
+def _listening_socket(family: int, address: tuple[Any, ...], backlog: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if sys.platform != "win32":
@@ -97,7 +108,7 @@ def _listening_socket(family: int, address: tuple[Any, ...]) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(address)
-        sock.listen(_BACKLOG)
+        sock.listen(backlog)
         sock.setblocking(False)  # noqa: FBT003 - the socket API's own signature
     except BaseException:
         sock.close()
@@ -112,9 +123,10 @@ def _base_url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def _config(sock: socket.socket, on_listening: Callable[[], None]) -> Config:
+def _config(sock: socket.socket, on_listening: Callable[[], None], backlog: int) -> Config:
     config = _PreboundConfig(sock, on_listening)
-    config.backlog = _BACKLOG
+    # Hypercorn listens on the socket again with this (asyncio's start_server, trio's run).
+    config.backlog = backlog
     config.accesslog = None
     # A Logger instance is used as is: no handler of hypercorn's own, so errors and warnings
     # reach the application's logging setup, and the "Running on ..." line stays at INFO.
@@ -153,16 +165,22 @@ async def _run_server(
     app: ASGIApp,
     sock: socket.socket,
     shutdown: anyio.Event,
+    backlog: int,
     *,
     task_status: anyio.abc.TaskStatus[None],
 ) -> None:
-    config = _config(sock, on_listening=task_status.started)
+    config = _config(sock, task_status.started, backlog)
     await _hypercorn_serve(backend, app, config, shutdown_trigger=shutdown.wait)
 
 
 @contextlib.asynccontextmanager
 async def serve_asgi(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    lifespan: bool = False,
+    backlog: int = BACKLOG,
 ) -> AsyncGenerator[str, None]:
     """Serve an ASGI app with hypercorn on a real socket, for as long as the block runs.
 
@@ -185,6 +203,8 @@ async def serve_asgi(
             ``lifespan.startup`` and ``lifespan.shutdown`` (under hypercorn.trio an app that
             just returns stops the server from starting). Off by default: the server answers
             them itself, so an app that only speaks HTTP needs no lifespan handling.
+        backlog: Connections the kernel queues before the server accepts them; see
+            `BACKLOG`. A smaller one loses connections under a burst.
 
     Yields:
         The server's base URL, such as ``"http://127.0.0.1:54321"``.
@@ -199,12 +219,12 @@ async def serve_asgi(
     )[0]
     served_app = app if lifespan else _without_lifespan(app)
     shutdown = anyio.Event()
-    sock = _listening_socket(family, address)
+    sock = _listening_socket(family, address, backlog)
     body_error: Exception | None = None
     try:
         url = _base_url(sock)
         async with anyio.create_task_group() as task_group:
-            await task_group.start(_run_server, backend, served_app, sock, shutdown)
+            await task_group.start(_run_server, backend, served_app, sock, shutdown, backlog)
             logger.debug("serving on %s (%s)", url, backend)
             try:
                 yield url

@@ -31,11 +31,13 @@ __all__ = [
     "AES_KEY_LENGTHS",
     "IV_LENGTH",
     "decrypt",
+    "decrypt_blocks",
     "encrypt",
     "iv_for",
     "make_envelope",
     "signature",
     "signature_matches",
+    "unpad",
 ]
 
 AES_KEY_LENGTHS: Final = (16, 24, 32)
@@ -60,6 +62,10 @@ def signature(client_id: str, timestamp: int | str, nonce: str, data_encrypt: st
 
     Returns:
         The lowercase hex SHA-1 of the four strings, sorted and joined with no separator.
+
+    Raises:
+        UnicodeEncodeError: A string holds a lone surrogate, which UTF-8 cannot encode (the
+            verifier refuses such fields before it signs).
     """
     parts = sorted([client_id, str(timestamp), nonce, data_encrypt])
     # sha1 is Akool's choice, not ours: the signature must match what Akool sends.
@@ -70,15 +76,16 @@ def signature_matches(expected_hex: str, given: object) -> bool:
     """Compare a computed signature with a received one in constant time.
 
     Args:
-        expected_hex: The signature computed with `signature`.
-        given: Whatever the request carried as ``signature``; anything but a string is a mismatch.
+        expected_hex: The signature computed with `signature` (lowercase hex).
+        given: Whatever the request carried as ``signature``; anything but a string of ASCII
+            characters is a mismatch, never an error.
 
     Returns:
         True when ``given`` is exactly ``expected_hex``.
     """
-    if not isinstance(given, str):
+    if not isinstance(given, str) or not given.isascii():
         return False
-    return hmac.compare_digest(expected_hex.encode("utf-8"), given.encode("utf-8"))
+    return hmac.compare_digest(expected_hex.encode("ascii"), given.encode("ascii"))
 
 
 def iv_for(client_id: str) -> bytes:
@@ -158,6 +165,28 @@ def decrypt(data_encrypt: str, *, client_id: str, client_secret: str) -> bytes:
             ``client_secret`` is not 16, 24 or 32 bytes long.
         ImportError: ``cryptography`` is not installed.
     """
+    return unpad(decrypt_blocks(data_encrypt, client_id=client_id, client_secret=client_secret))
+
+
+def decrypt_blocks(data_encrypt: str, *, client_id: str, client_secret: str) -> bytes:
+    """Decrypt an envelope's ``dataEncrypt`` but leave the padding on: whole 16-byte blocks.
+
+    With `unpad`, this is `decrypt` in two steps, for a caller that must do the same work
+    whether or not the padding turns out valid (see the webhook verifier).
+
+    Args:
+        data_encrypt: The base64 ciphertext, as received.
+        client_id: The account's client id; it gives the IV.
+        client_secret: The account's client secret; its UTF-8 bytes are the AES key.
+
+    Returns:
+        The decrypted blocks, padding included.
+
+    Raises:
+        ValueError: ``data_encrypt`` is not base64 or not whole 16-byte blocks; or
+            ``client_secret`` is not 16, 24 or 32 bytes long.
+        ImportError: ``cryptography`` is not installed.
+    """
     cipher = _cipher(client_id, client_secret)
     try:
         ciphertext = base64.b64decode(data_encrypt, validate=True)
@@ -169,17 +198,31 @@ def decrypt(data_encrypt: str, *, client_id: str, client_secret: str) -> bytes:
             f"(got {len(ciphertext)} bytes)"
         )
     decryptor = cipher.decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    return decryptor.update(ciphertext) + decryptor.finalize()
+
+
+def unpad(padded: bytes) -> bytes:
+    """Remove the PKCS#7 padding (16-byte blocks) from decrypted blocks.
+
+    Args:
+        padded: What `decrypt_blocks` returned.
+
+    Returns:
+        The plaintext.
+
+    Raises:
+        ValueError: The padding is not valid PKCS#7.
+        ImportError: ``cryptography`` is not installed.
+    """
     unpadder = _pkcs7().unpadder()
     try:
-        plaintext = unpadder.update(padded) + unpadder.finalize()
+        return unpadder.update(padded) + unpadder.finalize()
     except ValueError:
         # cryptography's message says nothing secret, but ours says what it likely means.
         raise ValueError(
             "dataEncrypt does not decrypt to valid PKCS#7 padding: wrong client_id or "
             "client_secret, or a damaged message"
         ) from None
-    return plaintext
 
 
 def make_envelope(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
+
+import attrs
 
 from akool_async._asgi import Receive, Scope, Send, answer_lifespan
 from akool_async._constants import MAX_BODY_BYTES, REMEMBERED_CALLBACKS
@@ -18,24 +19,27 @@ __all__ = ["WebhookReceiver"]
 
 logger = logging.getLogger("akool_async.webhooks")
 
-_STATUS_FOR: Final = {
-    "malformed": 400,
-    "payload": 400,
-    "too_large": 413,
-    "signature": 401,
-    "decrypt": 401,
-    "stale": 401,
-}
+_ACCEPTED: Final = b'{"ok": true}'
+_DUPLICATE: Final = b'{"ok": true, "duplicate": true}'
+_HANDLER_FAILED: Final = b'{"error": "handler failed"}'
+_USE_POST: Final = b'{"error": "use POST"}'
+_REFUSED_STATUS: Final = 400
+"""The status of every refused POST, whatever was wrong with it."""
+_REFUSED_BODY: Final = b'{"error": "invalid callback"}'
+"""The body of every refused POST: the reason is counted and logged here, never sent back."""
 
 
 class WebhookReceiver:
     """An ASGI 3 app for Akool's callbacks; mount it anywhere (FastAPI, Starlette, ...).
 
     Each POST is verified with a `WebhookVerifier` and answered at once: 200 for a genuine
-    callback (also when it repeats one already seen, so Akool stops resending it), 4xx for
-    anything else (400 malformed, 401 forged or stale, 405 not a POST, 413 too large) and never
-    a 5xx for a bad body. A callback is handed to ``on_event`` once per job and status, however
-    often Akool delivers it.
+    callback (also when it repeats one already seen, so Akool stops resending it), 405 for
+    another method, and one answer for every other request, byte for byte the same whatever
+    was wrong (too large, not Akool's envelope, forged, stale, not decryptable, not a job
+    status): ``400 {"error": "invalid callback"}``. Telling those apart would hand whoever knows
+    the (public) client id a decryption oracle; the reason is counted in ``rejected`` and
+    logged instead. No body gets a 5xx. A callback is handed to ``on_event`` once per job and
+    status, however often Akool delivers it.
 
     ```python
     app.mount("/akool/webhook", session.webhook_app)  # FastAPI / Starlette
@@ -48,12 +52,15 @@ class WebhookReceiver:
     Args:
         verifier: Checks and opens each callback.
         on_event: Called with each new event, synchronously, before the answer is sent; keep
-            it quick. An exception in it is logged and answered 500, so Akool sends it again.
+            it quick. An exception in it is logged and answered 500 (the one 5xx, and only
+            for a genuine callback), so Akool sends it again.
 
     Attributes:
         accepted: New events handed on.
         duplicates: Genuine callbacks already seen.
-        rejected: Refused requests, by reason (``signature``, ``stale``, ``malformed``, ...).
+        rejected: Refused requests, by reason: the verifier's (``too_large``, ``malformed``,
+            ``signature``, ``stale``, ``decrypt``), ``disconnected`` (the sender left before
+            the body ended), or ``error`` (the verifier itself failed: a bug, logged).
     """
 
     def __init__(
@@ -79,35 +86,42 @@ class WebhookReceiver:
         if scope["type"] != "http":
             return  # websockets and anything newer: not ours to serve
         if scope["method"] != "POST":
-            await _answer(send, 405, {"error": "use POST"}, allow=True)
+            await _answer(send, 405, _USE_POST, allow=True)
             return
         body = await _read(receive)
         status, answer = self._handle(body)
         await _answer(send, status, answer)
 
-    def _handle(self, body: bytes | None) -> tuple[int, dict[str, Any]]:
+    def _handle(self, body: bytes | _Unread) -> tuple[int, bytes]:
         """Verify one callback and hand it on; the HTTP status and JSON body to answer with."""
-        if body is None:
-            self.rejected["too_large"] += 1
-            return 413, {"error": f"more than {MAX_BODY_BYTES} bytes"}
+        if isinstance(body, _Unread):
+            return self._refuse(body.reason)
         try:
             event = self.verifier.verify(body)
         except WebhookVerificationError as error:
-            self.rejected[error.reason] += 1
             logger.warning("refused a webhook callback: %s", error)
-            return _STATUS_FOR.get(error.reason, 400), {"error": error.reason}
+            return self._refuse(error.reason)
+        except Exception:
+            # verify() raises nothing else by design; should it, the sender still learns
+            # nothing and gets no 5xx.
+            logger.exception("the webhook verifier failed; the callback was refused")
+            return self._refuse("error")
         key = (event.id, int(event.status))
         if key in self._seen:
             self.duplicates += 1
-            return 200, {"ok": True, "duplicate": True}
+            return 200, _DUPLICATE
         try:
             self._on_event(event)
         except Exception:
             logger.exception("the webhook handler failed on job %s; Akool will resend", event.id)
-            return 500, {"error": "handler failed"}
+            return 500, _HANDLER_FAILED
         self._remember(key)
         self.accepted += 1
-        return 200, {"ok": True}
+        return 200, _ACCEPTED
+
+    def _refuse(self, reason: str) -> tuple[int, bytes]:
+        self.rejected[reason] += 1
+        return _REFUSED_STATUS, _REFUSED_BODY
 
     def _remember(self, key: tuple[str, int]) -> None:
         self._seen[key] = None
@@ -115,28 +129,34 @@ class WebhookReceiver:
             self._seen.popitem(last=False)
 
 
-async def _read(receive: Receive) -> bytes | None:
-    """The request body, or None once it grows past the limit (the rest is not read)."""
+@attrs.frozen
+class _Unread:
+    """A body that was not read whole, and why."""
+
+    reason: str
+
+
+async def _read(receive: Receive) -> bytes | _Unread:
+    """The request body; or why not, once it grows past the limit (the rest is not read) or
+    the sender disconnects before its end."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk: bytes = message.get("body", b"")
+        if message["type"] != "http.request":
+            return _Unread("disconnected")
+        chunk = bytes(message.get("body", b""))
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            return None
+            return _Unread("too_large")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
-async def _answer(send: Send, status: int, body: dict[str, Any], *, allow: bool = False) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+async def _answer(send: Send, status: int, body: bytes, *, allow: bool = False) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if allow:
         headers.append((b"allow", b"POST"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await send({"type": "http.response.body", "body": body})

@@ -1,8 +1,12 @@
-"""Verifying and opening Akool's webhook callbacks: signature first, then AES, then the JSON."""
+"""Verifying and opening Akool's webhook callbacks: signature first, then AES, then the JSON.
+
+Every input is bounded before it is used (the body's size, the JSON's depth and numbers, each
+field's type, length and alphabet), so whatever arrives, the only error is
+`WebhookVerificationError`.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -10,15 +14,18 @@ from typing import Any, Final
 
 import attrs
 
+from akool_async._bounded_json import UnreadableJSON
+from akool_async._bounded_json import load as load_json
 from akool_async._constants import DEFAULT_TOLERANCE, MAX_BODY_BYTES
 from akool_async._errors import InvalidInput, WebhookVerificationError
 from akool_async._models import ImageStatus
 from akool_async._webhook_crypto import (
     AES_KEY_LENGTHS,
-    decrypt,
+    decrypt_blocks,
     encrypt,
     signature,
     signature_matches,
+    unpad,
 )
 
 __all__ = [
@@ -30,7 +37,40 @@ __all__ = [
 ]
 
 _ENVELOPE_KEYS: Final = ("signature", "dataEncrypt", "timestamp", "nonce")
-_MAX_FIELD_CHARS: Final = 16 * 1024
+_MAX_DATA_CHARS: Final = 16 * 1024
+"""Base64 of 12 KiB: dozens of times a callback's payload."""
+_MAX_SIGNATURE_CHARS: Final = 128
+_MAX_NONCE_CHARS: Final = 256
+_MAX_ID_CHARS: Final = 128
+_MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
+"""The last millisecond of the year 9999, the end of `datetime`'s range."""
+_MAX_TIMESTAMP_DIGITS: Final = len(str(_MAX_TIMESTAMP_MS))
+_UNOPENED: Final = (
+    "the callback does not decrypt with this account's client secret into a job status: a "
+    "wrong client_secret, or a forged or damaged callback"
+)
+"""The one message for every callback whose signature matched but whose content is unusable.
+
+Bad base64, bad padding, text that is not UTF-8 or not JSON, a payload without a job id or
+status: all the same refusal, so an answer never says how far the decryption got. Akool's
+signature is not a secret (anyone with the client id can compute it), and a CBC receiver that
+tells bad padding apart from a bad payload decrypts any captured callback for its attacker.
+"""
+
+
+class _Unusable(ValueError):
+    """A decrypted payload that is not a job status (one of the refusals of `_UNOPENED`)."""
+
+
+@attrs.frozen(kw_only=True)
+class _Envelope:
+    """The four fields of a callback, each checked for type, length and alphabet."""
+
+    signature: str
+    data: str
+    nonce: str
+    timestamp: int
+    timestamp_text: str
 
 
 @attrs.frozen(kw_only=True)
@@ -66,11 +106,13 @@ class WebhookVerifier:
     event = verifier.verify(request_body)  # bytes, str, or the parsed JSON object
     ```
 
-    Checks run in this order, so a forged request costs no decryption: the envelope's shape,
-    the signature (compared in constant time), the timestamp against `tolerance`, then the
-    AES-CBC decryption and the payload. Akool's signature is a SHA-1 over public values and
-    the client id, not a MAC over a secret: it shows a callback was made for this account, and
-    the decryption with the client secret shows it was made by someone who holds the secret.
+    Checks run in this order, so a forged request costs no decryption: the envelope's shape
+    (every field bounded in type, length and alphabet before use), the signature (compared in
+    constant time), the timestamp against `tolerance`, then the AES-CBC decryption and the
+    payload. Akool's signature is a SHA-1 over public values and the client id, not a MAC over
+    a secret: it shows a callback was made for this account, and the decryption with the client
+    secret shows it was made by someone who holds the secret. Since anyone with the client id
+    can sign, every failure of the decryption or the payload is one and the same refusal.
 
     Args:
         client_id: The account's client id (part of the signature, and the AES IV: cut or
@@ -113,30 +155,52 @@ class WebhookVerifier:
             The event: the job's id, status, type and URL.
 
         Raises:
-            WebhookVerificationError: The body is too large or not Akool's envelope, the
-                signature does not match, the timestamp is outside the tolerance, the
-                ciphertext does not open with this account's secret, or the payload is not a
-                job status. Its ``reason`` says which.
+            WebhookVerificationError: The only error, whatever ``body`` holds. Its ``reason``
+                says why: ``too_large`` (over `MAX_BODY_BYTES`), ``malformed`` (not Akool's
+                envelope: not JSON, too deep, a field of the wrong type, length or alphabet),
+                ``signature`` (it does not match), ``stale`` (the timestamp is outside the
+                tolerance), or ``decrypt`` for everything after that: the ciphertext does not
+                open with this account's secret, or what it opens to is not a job status. That
+                last reason has one message whatever went wrong, so it cannot be used as a
+                decryption oracle.
         """
         envelope = _envelope(body)
-        given = envelope["signature"]
-        timestamp, nonce, data = envelope["timestamp"], envelope["nonce"], envelope["dataEncrypt"]
-        expected = signature(self.client_id, timestamp, nonce, data)
-        if not signature_matches(expected, given):
+        expected = signature(self.client_id, envelope.timestamp_text, envelope.nonce, envelope.data)
+        if not signature_matches(expected, envelope.signature):
             raise WebhookVerificationError(
                 "the callback's signature does not match: it was not made for this client id, "
                 "or it was changed on the way",
                 reason="signature",
             )
-        self._check_time(timestamp)
+        self._check_time(envelope.timestamp)
+        return self._open(envelope)
+
+    def _open(self, envelope: _Envelope) -> WebhookEvent:
+        """Decrypt a callback whose signature matched, and read its payload.
+
+        Every failure is the same error, and the work is the same with good padding as with
+        bad: the payload is read either way. Stopping at bad padding made it 4.6 us faster than
+        a padding that is good around text that is not JSON, a timing oracle; what remains is
+        about 1 us, the exception cryptography raises for bad padding.
+        """
         try:
-            plaintext = decrypt(data, client_id=self.client_id, client_secret=self._client_secret)
-        except ValueError as error:
-            raise WebhookVerificationError(
-                f"the callback does not decrypt with this account's client secret ({error})",
-                reason="decrypt",
-            ) from None
-        return _event(plaintext, timestamp=timestamp, nonce=nonce, signature=given)
+            # Bad base64 or a partial block says nothing about the plaintext: stop at once.
+            padded = decrypt_blocks(
+                envelope.data, client_id=self.client_id, client_secret=self._client_secret
+            )
+        except ValueError:
+            raise WebhookVerificationError(_UNOPENED, reason="decrypt") from None
+        try:
+            plaintext, padding_valid = unpad(padded), True
+        except ValueError:
+            plaintext, padding_valid = padded, False
+        try:
+            event = _event(plaintext, envelope)
+        except ValueError:  # not UTF-8, not JSON, no job status: see _event
+            event = None
+        if event is None or not padding_valid:
+            raise WebhookVerificationError(_UNOPENED, reason="decrypt") from None
+        return event
 
     def _check_time(self, timestamp: int) -> None:
         if self.tolerance is None:
@@ -151,9 +215,15 @@ class WebhookVerifier:
 
 
 def _check_arguments(client_id: object, client_secret: object, tolerance: object) -> None:
-    if not isinstance(client_id, str) or not client_id:
-        raise InvalidInput("client_id must be a non-empty string: the account's client id")
-    if not isinstance(client_secret, str) or len(client_secret.encode()) not in AES_KEY_LENGTHS:
+    if not isinstance(client_id, str) or not client_id or not _is_utf8(client_id):
+        raise InvalidInput(
+            "client_id must be a non-empty string of UTF-8 text: the account's client id"
+        )
+    if (
+        not isinstance(client_secret, str)
+        or not _is_utf8(client_secret)
+        or len(client_secret.encode()) not in AES_KEY_LENGTHS
+    ):
         raise InvalidInput(
             "client_secret must be a string of 16, 24 or 32 bytes in UTF-8 (Akool's are 24): "
             "it is the AES key of the callbacks"
@@ -165,11 +235,12 @@ def _check_arguments(client_id: object, client_secret: object, tolerance: object
 
 
 def _parsed(body: bytes | str | Mapping[str, Any]) -> object:
-    """The body as parsed JSON, refusing what is too large or not JSON."""
+    """The body as parsed JSON, refusing what is too large, too deep or not JSON."""
     if isinstance(body, bytes | bytearray | memoryview):
-        if len(body) > MAX_BODY_BYTES:
+        size = memoryview(body).nbytes
+        if size > MAX_BODY_BYTES:
             raise WebhookVerificationError(
-                f"the callback is {len(body)} bytes, more than the {MAX_BODY_BYTES} accepted",
+                f"the callback is {size} bytes, more than the {MAX_BODY_BYTES} accepted",
                 reason="too_large",
             )
         try:
@@ -185,14 +256,12 @@ def _parsed(body: bytes | str | Mapping[str, Any]) -> object:
             f"the callback is longer than the {MAX_BODY_BYTES} bytes accepted", reason="too_large"
         )
     try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise WebhookVerificationError(
-            f"the callback is not JSON ({error.msg})", reason="malformed"
-        ) from None
+        return load_json(body)
+    except UnreadableJSON as error:
+        raise WebhookVerificationError(f"the callback is {error}", reason="malformed") from None
 
 
-def _envelope(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+def _envelope(body: bytes | str | Mapping[str, Any]) -> _Envelope:
     parsed = _parsed(body)
     if not isinstance(parsed, Mapping):
         raise WebhookVerificationError(
@@ -205,55 +274,90 @@ def _envelope(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         raise WebhookVerificationError(
             f"the callback lacks {', '.join(missing)}: not Akool's envelope", reason="malformed"
         )
-    timestamp = fields["timestamp"]
-    if isinstance(timestamp, str) and timestamp.isdigit():
-        timestamp = int(timestamp)
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
+    timestamp, timestamp_text = _timestamp(fields["timestamp"])
+    return _Envelope(
+        signature=_text(fields, "signature", _MAX_SIGNATURE_CHARS, "ASCII characters (40 hex)"),
+        data=_text(fields, "dataEncrypt", _MAX_DATA_CHARS, "ASCII characters (base64)"),
+        nonce=_text(
+            fields, "nonce", _MAX_NONCE_CHARS, "characters of UTF-8 text", ascii_only=False
+        ),
+        timestamp=timestamp,
+        timestamp_text=timestamp_text,
+    )
+
+
+def _timestamp(value: object) -> tuple[int, str]:
+    """The envelope's timestamp as a number, and as the text the signature covers."""
+    number = -1
+    if isinstance(value, str):
+        # str.isdigit alone also takes "²" and other Unicode digits, which int() refuses.
+        if 0 < len(value) <= _MAX_TIMESTAMP_DIGITS and value.isascii() and value.isdigit():
+            number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = int(value)
+    if not 0 <= number <= _MAX_TIMESTAMP_MS:
         raise WebhookVerificationError(
-            "the callback's timestamp is not epoch milliseconds", reason="malformed"
+            "the callback's timestamp is not epoch milliseconds: an integer from 0 to "
+            f"{_MAX_TIMESTAMP_MS}, or its decimal digits as a string",
+            reason="malformed",
         )
-    texts = {key: fields[key] for key in ("signature", "dataEncrypt", "nonce")}
-    for key, value in texts.items():
-        if not isinstance(value, str) or len(value) > _MAX_FIELD_CHARS:
-            raise WebhookVerificationError(
-                f"the callback's {key} is not a string of reasonable length", reason="malformed"
-            )
-    return {**texts, "timestamp": timestamp}
+    return number, value if isinstance(value, str) else str(number)
 
 
-def _event(plaintext: bytes, *, timestamp: int, nonce: str, signature: str) -> WebhookEvent:
+def _text(
+    fields: Mapping[str, Any], key: str, limit: int, what: str, *, ascii_only: bool = True
+) -> str:
+    """An envelope field that must be a string of at most ``limit`` characters of ``what``."""
+    value = fields[key]
+    if (
+        isinstance(value, str)
+        and len(value) <= limit
+        and (value.isascii() if ascii_only else _is_utf8(value))
+    ):
+        return value
+    raise WebhookVerificationError(
+        f"the callback's {key} is not a string of at most {limit} {what}", reason="malformed"
+    )
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8: a JSON escape can make a lone surrogate."""
     try:
-        payload = json.loads(plaintext)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WebhookVerificationError(
-            "the callback decrypts to something that is not JSON", reason="payload"
-        ) from None
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _event(plaintext: bytes, envelope: _Envelope) -> WebhookEvent:
+    """The event a decrypted payload states; ValueError (of one kind or another) otherwise.
+
+    Every refusal here becomes the same error in `WebhookVerifier._open`: telling them apart
+    would let anyone who knows the client id decrypt callbacks byte by byte.
+    """
+    payload = load_json(plaintext.decode("utf-8"))
     if not isinstance(payload, dict):
-        raise WebhookVerificationError(
-            "the callback's payload is not a JSON object", reason="payload"
-        )
+        raise _Unusable("not a JSON object")
     fields: dict[str, Any] = payload  # pyright: ignore[reportUnknownVariableType]
     job_id, status = fields.get("_id"), fields.get("status")
-    if not isinstance(job_id, str) or not job_id:
-        raise WebhookVerificationError("the callback's payload has no job _id", reason="payload")
-    try:
-        if isinstance(status, bool) or not isinstance(status, int):
-            raise ValueError(status)  # noqa: TRY004, TRY301 - one refusal for every bad status
-        image_status = ImageStatus(status)
-    except ValueError:
-        raise WebhookVerificationError(
-            f"the callback's payload has no job status Akool defines (got {status!r})",
-            reason="payload",
-        ) from None
+    if not (
+        isinstance(job_id, str)
+        and 0 < len(job_id) <= _MAX_ID_CHARS
+        and job_id.isascii()
+        and job_id.isprintable()
+    ):
+        raise _Unusable("no job _id")
+    if type(status) is not int:  # bool is an int too, and no status
+        raise _Unusable("no integer status")
     kind, url = fields.get("type"), fields.get("url")
     return WebhookEvent(
         id=job_id,
-        status=image_status,
-        type=kind if isinstance(kind, str) else None,
-        url=url if isinstance(url, str) and url else None,
-        timestamp=timestamp,
-        nonce=nonce,
-        signature=signature,
+        status=ImageStatus(status),  # ValueError for a status Akool does not define
+        type=kind if isinstance(kind, str) and _is_utf8(kind) else None,
+        url=url if isinstance(url, str) and url and _is_utf8(url) else None,
+        timestamp=envelope.timestamp,
+        nonce=envelope.nonce,
+        signature=envelope.signature,
         extra={
             key: value
             for key, value in fields.items()
