@@ -10,7 +10,7 @@ import pathlib
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typing", "docs"]
+nox.options.sessions = ["tests", "soak", "lint", "typing", "docs"]
 # uv when it is installed (``pip install 'nox[uv]'``), else plain virtualenv: both work here.
 nox.options.default_venv_backend = "uv|virtualenv"
 # Reusing a venv is safe: every session reinstalls the project and its extras on each run, so only
@@ -39,9 +39,20 @@ def tests(session: nox.Session) -> None:
 
     # Stale data from an interrupted run must not count towards this one.
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "run", "-m", "pytest", "-m", "not soak", *session.posargs)
     session.run("coverage", "combine")
     session.run("coverage", "report", "--fail-under=95")
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Run the soak tests (tens of thousands of jobs through one session) without coverage.
+
+    What they exercise is covered by the tests session; tracing it would triple their time.
+    """
+    session.install(".[test]")
+
+    session.run("pytest", "-m", "soak", *session.posargs)
 
 
 @nox.session

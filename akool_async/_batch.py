@@ -27,7 +27,9 @@ class Batch:
     settles its prompt's place when it ends.
 
     A finished job is settled by a listener on its tracker, so thousands of jobs in flight cost
-    no task and no waiter each; only a per-job deadline needs a waiting task.
+    no task and no waiter each; only a per-job deadline needs a waiting task. A listener is
+    removed as its job settles, and whatever is still attached when the call ends (it was
+    cancelled) is removed then: a long-lived session keeps nothing of a finished batch.
 
     Args:
         session: The session creating the jobs.
@@ -58,15 +60,21 @@ class Batch:
         self._results: list[Outcome | None] = [None] * len(prompts)
         self._unsettled = len(prompts)
         self._settled = anyio.Event()
+        self._attached: dict[int, Callable[[], None]] = {}  # by prompt: detaches its listener
 
     async def run(self, creators: int) -> list[Outcome]:
         """Run the batch with ``creators`` creating tasks; the outcomes in input order."""
         if not self._prompts:
             return []
-        async with anyio.create_task_group() as task_group:
-            for _ in range(creators):
-                task_group.start_soon(self._create_next, task_group)
-            await self._settled.wait()
+        try:
+            async with anyio.create_task_group() as task_group:
+                for _ in range(creators):
+                    task_group.start_soon(self._create_next, task_group)
+                await self._settled.wait()
+        finally:
+            for detach in list(self._attached.values()):
+                detach()
+            self._attached.clear()
         return [result for result in self._results if result is not None]
 
     async def _create_next(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -90,13 +98,13 @@ class Batch:
             self._settle(index, slot, final)
             return
         release = engine.hold(job_id)
-        engine.add_listener(job_id, partial(self._ended, index, slot, release))
+        remove = engine.add_listener(job_id, partial(self._settle, index, slot))
 
-    def _ended(
-        self, index: int, slot: object, release: Callable[[], None], outcome: Outcome
-    ) -> None:
-        release()
-        self._settle(index, slot, outcome)
+        def detach() -> None:
+            remove()
+            release()
+
+        self._attached[index] = detach
 
     async def _wait_with_deadline(self, index: int, slot: object, job: ImageJob) -> None:
         try:
@@ -106,6 +114,9 @@ class Batch:
         self._settle(index, slot, outcome)
 
     def _settle(self, index: int, slot: object, outcome: Outcome) -> None:
+        detach = self._attached.pop(index, None)
+        if detach is not None:
+            detach()
         if self._results[index] is not None:
             return  # a job ends once for the batch, even if a read error ended a round first
         self._results[index] = outcome

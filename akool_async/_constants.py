@@ -19,11 +19,16 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_TOLERANCE",
     "DOWNLOAD_DRAIN_LIMIT",
+    "ENDED_JOBS_KEPT",
+    "ENDED_JOBS_KEPT_FOR",
+    "MAX_ANSWER_BYTES",
+    "MAX_ANSWER_DEPTH",
     "MAX_BODY_BYTES",
     "MIN_SLEEP",
     "POOL_LIMITS",
     "REMEMBERED_CALLBACKS",
     "RERANK_EVERY",
+    "UNWATCHED_JOBS_KEPT_FOR",
     "WEBHOOK_PATH",
 ]
 
@@ -36,6 +41,12 @@ POOL_LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=
 requests wait (httpx's pool costs ~10 ms of CPU per request with 100 or more waiting in it)."""
 DEFAULT_MAX_CONCURRENT_REQUESTS: Final = 16
 """Requests in flight at once, creates and status reads together."""
+MAX_ANSWER_BYTES: Final = 1024 * 1024
+"""The largest API answer read, counted both as sent (compressed) and once decompressed: 1 MiB,
+some 500 times Akool's largest answer (a job's info, ~2 KB with a long prompt). A larger one is
+an `InvalidResponse` and is not read further."""
+MAX_ANSWER_DEPTH: Final = 32
+"""The deepest nesting of arrays and objects accepted in an API answer (Akool's go 3 deep)."""
 
 # -- jobs ---------------------------------------------------------------------------------------
 
@@ -48,6 +59,14 @@ RERANK_EVERY: Final = 1.0
 """Seconds between re-rankings of jobs due for a look while they wait for a turn."""
 MIN_SLEEP: Final = 1e-6
 """The shortest sleep: a virtual clock must be able to move on."""
+ENDED_JOBS_KEPT: Final = 1000
+"""Ended jobs a session keeps in memory after nobody waits on them, at most: a wait soon after
+the end (say on a handle `as_completed` yielded) costs no request. Older ones are let go of, and
+a later wait reads the job once: a long-lived session's memory stays flat."""
+ENDED_JOBS_KEPT_FOR: Final = 60.0
+"""Seconds an ended job is kept after nobody waits on it."""
+UNWATCHED_JOBS_KEPT_FOR: Final = 86_400.0
+"""Seconds an unfinished job nobody waits on is kept (its age tells a later wait when to look)."""
 
 # -- results ------------------------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ import anyio.to_thread
 import attrs
 import httpx
 
-from ._constants import DEFAULT_MAX_BYTES, DOWNLOAD_DRAIN_LIMIT
+from ._answers import BodyError, paused, stream_body
+from ._constants import DEFAULT_MAX_BYTES
 from ._errors import (
     DownloadError,
     InvalidInput,
@@ -82,6 +83,7 @@ async def download(
     retry: RetryPolicy,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: httpx.Timeout | None = None,  # noqa: ASYNC109 - httpx's per-attempt timeouts
+    deadline: float | None = None,
 ) -> Download:
     """Download the image at ``url`` to ``dest``, atomically, retrying transient failures.
 
@@ -91,8 +93,10 @@ async def download(
         dest: The file to write; its directory must exist. An existing file is replaced.
         retry: How transient failures (no connection, timeouts, resets, HTTP 429 and 5xx,
             a body shorter than its ``Content-Length``) are retried.
-        max_bytes: The largest body accepted.
+        max_bytes: The largest body accepted, counted once decompressed (a server may
+            compress even when asked not to); the bytes as sent may be at most twice as many.
         timeout: httpx timeouts for each attempt; the client's own when None.
+        deadline: Seconds each attempt may take, headers and body together; None: no limit.
 
     Returns:
         Where the image was written, with its SHA-256, size and type.
@@ -102,10 +106,12 @@ async def download(
             a directory or in one that does not exist; nothing was sent.
         ResultExpired: The URL answered 403, 404 or 410.
         ResponseTooLarge: The body is larger than ``max_bytes``.
-        NotAnImage: The body is not a complete image of the type it was sent as.
+        NotAnImage: The body is not a complete image of the type it was sent as, or its
+            compression is broken.
         DownloadError: Any other 4xx answer.
         TransportError: A transient failure outlasted ``retry``: `ConnectError`,
-            `RequestTimeout`, `RemoteProtocolError` (a reset or a truncated body),
+            `RequestTimeout` (a phase's timeout, or the ``deadline``), `RemoteProtocolError`
+            (a reset or a truncated body),
             `TooManyRequests` or `ServerError`, raised ``from`` the httpx error if there was one.
         OSError: The file could not be written.
     """
@@ -117,7 +123,9 @@ async def download(
     if await anyio.Path(dest).is_dir():
         raise InvalidInput(f"dest {str(dest)!r} is a directory: pass the image file's path")
     sink = _ImageSink(url, dest, max_bytes)
-    return await fetch(client, url, sink.save, retry=retry, headers=_HEADERS, timeout=timeout)
+    return await fetch(
+        client, url, sink.save, retry=retry, headers=_HEADERS, timeout=timeout, deadline=deadline
+    )
 
 
 class _ImageSink:
@@ -128,7 +136,7 @@ class _ImageSink:
         self.dest = dest
         self.max_bytes = max_bytes
 
-    async def save(self, response: httpx.Response) -> Download:
+    async def save(self, response: httpx.Response, deadline: anyio.CancelScope) -> Download:
         url, dest = self.url, self.dest
         _check_status(response, url)
         declared = _content_length(response)
@@ -137,9 +145,12 @@ class _ImageSink:
         sent_as = (response.headers.get("content-type") or "").partition(";")[0]
         sent_as = _TYPE_ALIASES.get(sent_as.strip().lower(), sent_as.strip().lower())
         # No checkpoint between creating the part file and the try that removes it.
-        part = await anyio.to_thread.run_sync(_PartFile, dest)
+        with paused(deadline):  # the deadline is the server's time, not the disk's
+            part = await anyio.to_thread.run_sync(_PartFile, dest)
         try:
-            kind = await _write_body(response, part, url, sent_as=sent_as, max_bytes=self.max_bytes)
+            kind = await _write_body(
+                response, part, url, sent_as=sent_as, max_bytes=self.max_bytes, deadline=deadline
+            )
             if declared is not None and part.size != declared:
                 message = f"{shown(url)} sent {part.size} of {declared} bytes"
                 truncated = RemoteProtocolError(message, endpoint=shown(url))
@@ -149,7 +160,8 @@ class _ImageSink:
                 raise NotAnImage(
                     f"{shown(url)} sent an incomplete {kind} ({part.size} bytes)", url=url
                 )
-            await anyio.to_thread.run_sync(part.commit, dest)
+            with paused(deadline):
+                await anyio.to_thread.run_sync(part.commit, dest)
         finally:
             if not part.committed:
                 with anyio.CancelScope(shield=True):  # cancelled too, the part file must go
@@ -160,33 +172,34 @@ class _ImageSink:
 
 
 async def _write_body(
-    response: httpx.Response, part: _PartFile, url: str, *, sent_as: str, max_bytes: int
+    response: httpx.Response,
+    part: _PartFile,
+    url: str,
+    *,
+    sent_as: str,
+    max_bytes: int,
+    deadline: anyio.CancelScope,
 ) -> str | None:
-    """Stream the body into ``part``; returns its image type once 16 bytes have shown it."""
+    """Stream the body, decompressed within bounds, into ``part``; returns its image type once
+    16 bytes have shown it."""
     kind: str | None = None
-    failure: DownloadError | OSError | None = None
-    drained = 0
-    # A failure mid-body cancels the read rather than leaving the loop: the cancellation lands
-    # inside httpx's nested async generators, so they finish here instead of in the garbage
-    # collector, where trio reports each one as a ResourceWarning (encode/httpx#3686).
-    with anyio.CancelScope() as reading:
-        async for chunk in response.aiter_bytes():
-            if failure is not None:
-                drained += len(chunk)  # what httpx had buffered before its next checkpoint
-                if drained > DOWNLOAD_DRAIN_LIMIT:
-                    break
-                continue
-            try:
-                if part.size + len(chunk) > max_bytes:
-                    raise _too_large(url, max_bytes)
-                await anyio.to_thread.run_sync(part.write, chunk)
-                if kind is None and len(part.head) == _HEAD:
-                    kind = _identify(part.head, sent_as, url)
-            except (DownloadError, OSError) as exc:
-                failure = exc
-                reading.cancel()
-    if failure is not None:
-        raise failure
+
+    async def write(piece: bytes) -> None:
+        nonlocal kind
+        await anyio.to_thread.run_sync(part.write, piece)
+        if kind is None and len(part.head) == _HEAD:
+            kind = _identify(part.head, sent_as, url)
+
+    try:
+        await stream_body(
+            response, write, max_raw=2 * max_bytes, max_decoded=max_bytes, deadline=deadline
+        )
+    except BodyError as problem:
+        if problem.too_large:
+            raise _too_large(url, max_bytes) from None
+        raise NotAnImage(
+            f"{shown(url)} sent a body that is not an image: {problem}", url=url
+        ) from None
     return kind
 
 

@@ -1,11 +1,16 @@
 """The engine: one poll loop for every job the session watches, and the waiters on them.
 
-Each job has a `Tracker` (what is known, who waits, when to look next). The loop keeps a heap
-of due times; when a poll is due and the `Pace` grants a turn, the most promising due job (the
-one most likely to have finished since it was last seen) is handed, with the turn, to one of a
-fixed set of poll workers, which asks the wire for the status read. A read's answer updates the
-tracker, tells its waiters, emits progress events, and schedules the next look. Jobs nobody waits
-on are not polled, but never forgotten: their tracker keeps what was last seen.
+Each job has a `Tracker` (what is known, who waits, when to look next), held in a bounded
+`TrackerTable`. The loop keeps a heap of due times; when a poll is due and the `Pace` grants a
+turn, the most promising due job (the one most likely to have finished since it was last seen)
+is handed, with the turn, to one of a fixed set of poll workers, which asks the wire for the
+status read. A read's answer updates the tracker, tells its waiters, emits progress events, and
+schedules the next look. Jobs nobody waits on are not polled; an ended job's tracker is let go
+of soon after nobody waits on it any more (a handle reads the job afresh).
+
+Nothing in the loop can end it: a failed read, however long the failures last, and even a bug
+in one poll are logged (once per job and kind), reported to the job's waiters (a ``read_failed``
+event, and `WaitTimeout.last_error`), and the job is read again after a backoff.
 
 The engine decides *when* (with the planner) and *whom* to look at; how a read is sent, retried
 and decoded is the wire's.
@@ -13,37 +18,40 @@ and decoded is the wire's.
 
 from __future__ import annotations
 
-import heapq
 import logging
+import math
 from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._constants import MIN_SLEEP, RERANK_EVERY
+from ._claims import ButtonClaims
+from ._constants import ENDED_JOBS_KEPT, ENDED_JOBS_KEPT_FOR, UNWATCHED_JOBS_KEPT_FOR
 from ._errors import (
-    AkoolError,
     APIError,
-    InvalidResponse,
     JobFailed,
     RateLimited,
     SessionClosed,
     TooManyRequests,
-    TransportError,
     WaitTimeout,
 )
 from ._models import ImageInfo, ImageStatus, JobKind
 from ._pace import Turn
 from ._polling import Planner
+from ._schedule import Schedule
 from ._tracker import (
     ENDED,
     PENDING_EVENTS,
     JobEvent,
     Listener,
     Outcome,
+    Reports,
     Round,
     SessionStats,
     Tracker,
+    TrackerTable,
     unwrap,
 )
 from ._wire import Wire
@@ -53,6 +61,7 @@ __all__ = ["Engine"]
 logger = logging.getLogger("akool_async")
 
 _Poll = tuple[Tracker, Turn]
+T = TypeVar("T")
 
 
 class Engine:
@@ -71,12 +80,18 @@ class Engine:
         self.planner = planner
         self._emit = emit
         self._workers = workers
-        self._trackers: dict[str, Tracker] = {}
-        self._heap: list[tuple[float, int, str]] = []
-        self._ready: list[tuple[float, int, str]] = []
-        self._wake = anyio.Event()
-        self._ranked_at = 0.0
+        self._trackers = TrackerTable(
+            keep_ended=ENDED_JOBS_KEPT,
+            ended_for=ENDED_JOBS_KEPT_FOR,
+            unwatched_for=UNWATCHED_JOBS_KEPT_FOR,
+            forget=self._forget,
+        )
+        self._schedule = Schedule(self._trackers, self._chance)
+        self.buttons = ButtonClaims(self._trackers, self.track, self._settle)
+        """Buttons this session pressed or is pressing, so none is pressed twice."""
         self._closed = False
+        self.reports = Reports(emit, max_interval=planner.policy.max_interval)
+        """Failed reads and orphaned creates, counted and told."""
         self.status_requests = 0
         """Status reads sent so far."""
         self.pushes = 0
@@ -91,13 +106,19 @@ class Engine:
 
     def stats(self) -> SessionStats:
         """The figures `AkoolSession.stats` reports."""
+        self._trackers.sweep(anyio.current_time())
+        reports = self.reports
         return SessionStats(
             status_requests=self.status_requests,
             jobs_tracked=len(self._trackers),
+            jobs_evicted=self._trackers.evicted,
             webhook_jobs=self.webhook_jobs,
             pushes=self.pushes,
             missed_pushes=self.planner.missed_pushes,
             push_healthy=self.planner.push_healthy,
+            failed_reads=reports.failed_reads,
+            jobs_unreadable=reports.unreadable,
+            orphaned_creates=len(reports.orphans),
         )
 
     # -- tracking ---------------------------------------------------------------------------
@@ -115,23 +136,26 @@ class Engine:
         ``webhook``: with the session's webhook URL, so a callback will say when it ends."""
         tracker = self._trackers.get(job_id)
         if tracker is None:
-            tracker = Tracker(job_id, kind=kind, born=anyio.current_time(), age_known=created)
+            now = anyio.current_time()
+            tracker = Tracker(job_id, kind=kind, born=now, age_known=created)
             tracker.webhook = webhook
             self.webhook_jobs += webhook
-            self._trackers[job_id] = tracker
             if info is not None:
                 tracker.info = info
                 if created:
-                    self._emit(JobEvent(job_id, "created", info, tracker.born))
+                    self._emit(JobEvent(job_id, "created", info, now))
                 if info.status in PENDING_EVENTS:
-                    self._emit(JobEvent(job_id, PENDING_EVENTS[info.status], info, tracker.born))
+                    self._emit(JobEvent(job_id, PENDING_EVENTS[info.status], info, now))
+            self._trackers.add(tracker, now)
         elif kind is not None and tracker.kind is None:
             tracker.kind = kind
         return tracker
 
     def final(self, job_id: str) -> Outcome | None:
-        """What the job ended with (its info, or the error); None while it goes on."""
-        return self.track(job_id).final
+        """What the job ended with (its info, or the error); None while it goes on (or when
+        this session no longer holds it)."""
+        tracker = self._trackers.get(job_id)
+        return tracker.final if tracker is not None else None
 
     def last_seen(self, job_id: str) -> ImageInfo | None:
         """The job as last seen by this session; None if it has not been read (or tracked)."""
@@ -149,32 +173,20 @@ class Engine:
         tracker = self.track(job_id)
         if not tracker.terminal:
             self.observe(tracker, info)
-
-    def claimed(self, job_id: str, button: str) -> bool:
-        """Whether this session has pressed (or is pressing) ``button`` on the job."""
-        tracker = self._trackers.get(job_id)
-        return tracker is not None and button in tracker.pressed
-
-    def claim_button(self, job_id: str, button: str) -> None:
-        """Claim ``button`` on the job before pressing it, so a concurrent press is refused."""
-        self.track(job_id).pressed.add(button)
-
-    def unclaim_button(self, job_id: str, button: str) -> None:
-        """Give back a claim whose press provably did not reach Akool."""
-        self.track(job_id).pressed.discard(button)
+        self._settle(tracker)
 
     async def wait(self, job_id: str, timeout: float | None) -> ImageInfo:  # noqa: ASYNC109
         """Wait for the job's complete result; see `ImageJob.wait`."""
-        tracker = self.track(job_id)
         if self._closed:
             raise SessionClosed("the session is closed")
+        tracker = self.track(job_id)
         if tracker.terminal:
             return unwrap(tracker.round.outcome)
         tracker.interest += 1
         try:
             round_ = tracker.round
             if tracker.due is None and not tracker.in_flight:
-                self._schedule(tracker, self._first_look(tracker))
+                self._at(tracker, self._first_look(tracker))
             if timeout is None:
                 await round_.wait()  # no cancel scope per job when there is no deadline
             else:
@@ -182,16 +194,17 @@ class Engine:
                     with anyio.fail_after(timeout):
                         await round_.wait()
                 except TimeoutError:
-                    raise WaitTimeout(job_id, timeout) from None
+                    raise WaitTimeout(job_id, timeout, last_error=tracker.last_error) from None
             return unwrap(round_.outcome)
         finally:
             tracker.interest -= 1
+            self._settle(tracker)
 
     def add_listener(self, job_id: str, listener: Listener) -> Callable[[], None]:
         """Call ``listener(outcome)`` whenever a round of the job ends; returns a remover.
 
         The outcome is the `ImageInfo`, or the `AkoolError` the round ended with (`JobFailed`,
-        a definite refusal, `SessionClosed`).
+        a definite refusal, `SessionClosed`). The job's tracker is kept until it is removed.
         """
         tracker = self.track(job_id)
         tracker.listeners.append(listener)
@@ -199,6 +212,7 @@ class Engine:
         def remove() -> None:
             if listener in tracker.listeners:
                 tracker.listeners.remove(listener)
+                self._settle(tracker)
 
         return remove
 
@@ -207,7 +221,7 @@ class Engine:
         tracker = self.track(job_id)
         tracker.interest += 1
         if not tracker.terminal and tracker.due is None and not tracker.in_flight:
-            self._schedule(tracker, self._first_look(tracker))
+            self._at(tracker, self._first_look(tracker))
         released = False
 
         def release() -> None:
@@ -215,6 +229,7 @@ class Engine:
             if not released:
                 released = True
                 tracker.interest -= 1
+                self._settle(tracker)
 
         return release
 
@@ -223,7 +238,7 @@ class Engine:
 
         A job that ended is read once (the callback carries no quadrants, no buttons) as soon
         as someone waits on it, at once if someone already does. Returns False for a job this
-        session does not know.
+        session does not hold.
         """
         tracker = self._trackers.get(job_id)
         if tracker is None:
@@ -238,7 +253,7 @@ class Engine:
         if status is ImageStatus.COMPLETED and tracker.completed_seen is None:
             tracker.completed_seen = now
         if tracker.interest > 0 and not tracker.in_flight:
-            self._schedule(tracker, self._after_push(tracker, now))
+            self._at(tracker, self._after_push(tracker, now))
         return True
 
     def _after_push(self, tracker: Tracker, now: float) -> float:
@@ -252,11 +267,19 @@ class Engine:
     def close(self) -> None:
         """End every open round with `SessionClosed`; the jobs go on at Akool."""
         self._closed = True
-        for tracker in self._trackers.values():
+        for tracker in self._trackers:
             if not tracker.terminal:
                 self._end_round(
                     tracker, SessionClosed("the session closed before the job finished")
                 )
+
+    def _settle(self, tracker: Tracker) -> None:
+        self._trackers.settle(tracker, anyio.current_time())
+
+    def _forget(self, tracker: Tracker) -> None:
+        """An evicted tracker: nothing else may keep it, and its failures count no more."""
+        self.planner.forget(tracker)
+        self.reports.forgotten(tracker)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -295,66 +318,48 @@ class Engine:
     async def _await_due(self) -> None:
         while True:
             self._promote(anyio.current_time())
-            if self._ready:
+            if self._schedule.ready:
                 return
-            self._wake = anyio.Event()
-            delay = self._heap[0][0] - anyio.current_time() if self._heap else None
-            # Never sleep less than a virtual clock can resolve, or it would never move on.
-            with anyio.move_on_after(None if delay is None else max(delay, MIN_SLEEP)):
-                await self._wake.wait()
+            await self._schedule.sleep()
 
     def _promote(self, now: float) -> None:
-        """Move due heap entries into the ready queue, ranked by how likely they are done."""
-        while self._heap and self._heap[0][0] <= now:
-            due, sequence, job_id = heapq.heappop(self._heap)
-            tracker = self._trackers[job_id]
-            if sequence != tracker.sequence:
-                continue  # superseded by a later schedule
+        """Queue the jobs now due for a turn, unless nobody waits or the evidence moved them."""
+        for tracker, due in self._schedule.due(now):
             if not self._wanted(tracker):
                 tracker.due = None  # nobody waits any more: a new waiter schedules afresh
                 continue
             if tracker.pushed is None and not (tracker.webhook and self.push_healthy):
-                later = self.planner.still_due(tracker, due, now)
+                later = self._guarded(tracker, partial(self._still_due, tracker, due, now))
                 if later is not None:  # the evidence moved this job's first look later
-                    self._schedule(tracker, later)
+                    self._at(tracker, later)
                     continue
-            heapq.heappush(self._ready, (-self._chance(tracker, now), sequence, job_id))
+            self._schedule.make_ready(tracker, now)
+
+    def _still_due(self, tracker: Tracker, due: float, now: float) -> float | None:
+        return self.planner.still_due(tracker, due, now)
 
     def _chance(self, tracker: Tracker, now: float) -> float:
-        return self.planner.chance(tracker, now)
+        chance = self._guarded(tracker, lambda: self.planner.chance(tracker, now))
+        return chance if chance is not None and math.isfinite(chance) else 0.5
 
-    def _rerank(self, now: float) -> None:
-        """Rank waiting jobs by their chance *now*: it grows while they wait for a turn."""
-        if len(self._ready) > 1 and now - self._ranked_at >= RERANK_EVERY:
-            self._ready = [
-                (-self._chance(self._trackers[job_id], now), sequence, job_id)
-                for _, sequence, job_id in self._ready
-            ]
-            heapq.heapify(self._ready)
-            self._ranked_at = now
+    def _guarded(self, tracker: Tracker, plan: Callable[[], T]) -> T | None:
+        """A planner's answer about one job; None (and a log line) if the planner failed."""
+        try:
+            return plan()
+        except Exception as error:  # noqa: BLE001 - one job's bad plan must not stop the loop
+            self.reports.log_once(tracker, error)
+            return None
 
     def _pick(self) -> Tracker | None:
-        self._rerank(anyio.current_time())
-        while self._ready:
-            _, sequence, job_id = heapq.heappop(self._ready)
-            tracker = self._trackers[job_id]
-            if sequence != tracker.sequence:
-                continue
-            tracker.due = None
-            if self._wanted(tracker):
-                return tracker
-        return None
+        return self._schedule.pick(anyio.current_time(), self._wanted)
 
     def _wanted(self, tracker: Tracker) -> bool:
         return tracker.interest > 0 and not tracker.terminal and not tracker.in_flight
 
-    def _schedule(self, tracker: Tracker, when: float) -> None:
-        earliest = self._heap[0][0] if self._heap else float("inf")
-        tracker.sequence += 1
-        tracker.due = when
-        heapq.heappush(self._heap, (when, tracker.sequence, tracker.id))
-        if when < earliest:
-            self._wake.set()
+    def _at(self, tracker: Tracker, when: float) -> None:
+        if not math.isfinite(when):  # a NaN or an infinity would corrupt the heap's order
+            when = anyio.current_time() + self.planner.policy.max_interval
+        self._schedule.at(tracker, when)
 
     def _first_look(self, tracker: Tracker) -> float:
         now = anyio.current_time()
@@ -362,7 +367,8 @@ class Engine:
             return self._after_push(tracker, now)
         if tracker.info is None or not tracker.age_known:
             return now
-        return self._next_look(tracker, now)
+        when = self._guarded(tracker, lambda: self._next_look(tracker, now))
+        return now if when is None else when
 
     def _next_look(self, tracker: Tracker, now: float) -> float:
         if tracker.pushed in ENDED:
@@ -384,50 +390,57 @@ class Engine:
             self.planner.missed_pushes,
         )
         now = anyio.current_time()
-        for other in self._trackers.values():
+        for other in self._trackers:
             if other.webhook and self._wanted(other) and other.due is not None:
-                self._schedule(other, min(other.due, self._next_look(other, now)))
+                self._at(other, min(other.due, self._next_look(other, now)))
 
     # -- one poll ---------------------------------------------------------------------------
 
     async def _poll(self, tracker: Tracker, turn: Turn) -> None:
+        """One status read and what follows from it. Raises nothing but cancellation."""
         self.status_requests += 1
         tracker.polls += 1
         try:
-            info = await self._wire.read_info(tracker.id, turn=turn)
-        except (TransportError, RateLimited, InvalidResponse) as error:
-            # A failed status read never fails a job: look again after a backoff.
-            tracker.failures += 1
-            retry_after = (
-                error.retry_after if isinstance(error, TooManyRequests | RateLimited) else None
-            )
-            delay = self.planner.backoff(tracker.failures, retry_after)
-            logger.debug("status read of %s failed (%s); again in %.1f s", tracker.id, error, delay)
-            self._reschedule(tracker, anyio.current_time() + delay)
-            return
+            try:
+                info = await self._wire.read_info(tracker.id, turn=turn)
+            finally:
+                tracker.in_flight = False
+            self.reports.read_answered(tracker)
+            self.observe(tracker, info)
+        except RateLimited as error:
+            self._read_failed(tracker, error)
         except APIError as error:
             # A definite refusal (unknown id, no permission): waiting longer cannot help.
+            self.reports.read_answered(tracker)
             self._reschedule(tracker, None)
             self._end_round(tracker, error)
-            return
-        except Exception as error:  # a bug must reach the waiters, not kill the session
-            logger.exception("unexpected error while polling job %s", tracker.id)
-            self._reschedule(tracker, None)
-            failure = AkoolError(f"unexpected error while polling job {tracker.id}: {error!r}")
-            failure.__cause__ = error
-            self._end_round(tracker, failure)
-            return
+        except Exception as error:  # noqa: BLE001 - an outage, or a bug: never the loop's end
+            self._read_failed(tracker, error)
         finally:
-            tracker.in_flight = False
-        tracker.failures = 0
-        self.observe(tracker, info)
+            self._settle(tracker)
+
+    def _read_failed(self, tracker: Tracker, error: Exception) -> None:
+        """A read failed (or what followed it did): report it, and look again after a backoff.
+
+        However long the failures last, the job stays waitable: its waiters see the error in a
+        ``read_failed`` event and in `WaitTimeout.last_error`.
+        """
+        now = anyio.current_time()
+        self.reports.read_failed(tracker, error, now)
+        retry_after = (
+            error.retry_after if isinstance(error, TooManyRequests | RateLimited) else None
+        )
+        delay = self._guarded(tracker, lambda: self.planner.backoff(tracker.failures, retry_after))
+        if delay is None or not 0 <= delay < math.inf:
+            delay = self.planner.policy.max_interval
+        self._reschedule(tracker, now + delay)
 
     def _reschedule(self, tracker: Tracker, when: float | None) -> None:
         tracker.in_flight = False
         if when is None or tracker.terminal or tracker.interest <= 0:
             tracker.due = None
             return
-        self._schedule(tracker, when)
+        self._at(tracker, when)
 
     def observe(self, tracker: Tracker, info: ImageInfo) -> None:
         """Take in what Akool said about a job, from a status read."""
@@ -483,14 +496,14 @@ class Engine:
         # A job seen done earlier than the law allowed pulls the held jobs of its kind forward.
         for other in self.planner.moved_earlier():
             if isinstance(other, Tracker) and other is not tracker and self._wanted(other):
-                self._schedule(other, self._next_look(other, now))
+                self._at(other, self._next_look(other, now))
 
     def _finish(self, tracker: Tracker, outcome: Outcome) -> None:
         tracker.terminal = True
-        tracker.due = None
-        tracker.sequence += 1
+        self._schedule.cancel(tracker)
         self.planner.forget(tracker)
         self._end_round(tracker, outcome)
+        self._settle(tracker)
 
     def _end_round(self, tracker: Tracker, outcome: Outcome) -> None:
         round_ = tracker.round
@@ -498,4 +511,7 @@ class Engine:
         if not tracker.terminal:
             tracker.round = Round()
         for listener in list(tracker.listeners):
-            listener(outcome)
+            try:
+                listener(outcome)
+            except Exception:  # a listener's bug must not stop the job's other listeners
+                logger.exception("a listener on job %s failed", tracker.id)

@@ -102,7 +102,7 @@ class APIError(AkoolError):
 
     Attributes:
         code: Akool's business code.
-        msg: Akool's message, as sent.
+        msg: Akool's message, as sent (cut to 500 characters, credentials blanked).
         endpoint: The API path that answered, e.g. ``/api/open/v3/content/image/createbyprompt``.
     """
 
@@ -265,7 +265,9 @@ class ServerError(HTTPStatusError):
 
 
 class InvalidResponse(TransportError):
-    """The body was not Akool's JSON envelope: not JSON, truncated, or of the wrong shape."""
+    """The body was not Akool's JSON envelope: not JSON, truncated, of the wrong shape, too large
+    or nested too deep to read, with a number out of range or an id not of Akool's shape, or
+    about another job than the one asked about."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,14 +323,20 @@ class WaitTimeout(AkoolError, TimeoutError):
     Attributes:
         job_id: The job that was being waited on; ``session.job(job_id).wait()`` resumes.
         timeout: The deadline that passed, in seconds.
+        last_error: Why the job's last status read failed, when it did (an outage, say);
+            None when its reads are answered and it simply has not finished.
     """
 
-    def __init__(self, job_id: str, timeout: float) -> None:
+    def __init__(
+        self, job_id: str, timeout: float, *, last_error: AkoolError | None = None
+    ) -> None:
         self.job_id = job_id
         self.timeout = timeout
+        self.last_error = last_error
+        reads = "" if last_error is None else f"; its last status read failed: {last_error}"
         super().__init__(
-            f"image job {job_id} did not finish within {timeout:g} s; it goes on at Akool: "
-            f"resume with session.job({job_id!r}).wait()"
+            f"image job {job_id} did not finish within {timeout:g} s{reads}; it goes on at "
+            f"Akool: resume with session.job({job_id!r}).wait()"
         )
 
 
@@ -391,7 +399,9 @@ class WebhookVerificationError(AkoolError):
 
     Attributes:
         reason: A short machine-readable reason: ``malformed``, ``too_large``, ``signature``,
-            ``stale``, ``decrypt`` or ``payload``.
+            ``stale`` or ``decrypt``. ``decrypt`` covers every failure after the signature
+            check (the ciphertext does not open, or opens to something that is not a job
+            status) with one message, so that it cannot serve as a decryption oracle.
     """
 
     # Users import it from the subpackage that raises it; tracebacks and pickles say so.

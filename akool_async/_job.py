@@ -5,12 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import posixpath
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
-
-import anyio
 
 from ._constants import DEFAULT_MAX_BYTES
 from ._download import Download
@@ -22,6 +18,7 @@ from ._errors import (
     SubmissionUnknown,
 )
 from ._models import Button, ImageInfo, JobKind
+from ._paths import files_in, image_suffix, make_folder, names_folder, safe_stem
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -32,7 +29,6 @@ __all__ = ["DEFAULT_MAX_BYTES", "ImageJob"]
 logger = logging.getLogger("akool_async")
 
 _QUADRANTS: Final = (1, 2, 3, 4)
-_IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
 
 
 class ImageJob:
@@ -45,7 +41,7 @@ class ImageJob:
         last_download: The most recent `Download` this handle made, with its sha256.
     """
 
-    __slots__ = ("_info", "id", "last_download", "session")
+    __slots__ = ("_id_from_akool", "_info", "id", "last_download", "session")
 
     def __init__(
         self, session: AkoolSession, image_id: str, *, info: ImageInfo | None = None
@@ -55,6 +51,9 @@ class ImageJob:
         self.session = session
         self.id = image_id
         self._info = info
+        # A handle made with info (a create's answer, a follow-up's) has an id Akool sent; one
+        # made from an id alone (`session.job`) has the caller's.
+        self._id_from_akool = info is not None
         self.last_download: Download | None = None
 
     def _engine(self, *, required: bool = True) -> Engine | None:
@@ -64,10 +63,16 @@ class ImageJob:
 
     @property
     def info(self) -> ImageInfo | None:
-        """The job as last seen by this session, or None if it has not been read yet."""
+        """The job as last seen by this session, or None if it has not been read yet.
+
+        The handle keeps what it last saw, so this stays set after the session lets go of an
+        ended job (a long-lived session keeps only recent ones in memory).
+        """
         engine = self._engine(required=False)
         seen = engine.last_seen(self.id) if engine is not None else None
-        return seen if seen is not None else self._info
+        if seen is not None:
+            self._info = seen
+        return self._info
 
     @property
     def uses_session_webhook(self) -> bool:
@@ -94,7 +99,11 @@ class ImageJob:
         A grid (a prompt job or a V1..V4 variation) is complete when Akool says completed *and*
         its four quadrant URLs are there; an upscale when it says completed and ``image`` is set.
         Many waiters on one job share its polls. Cancelling a wait stops its polling; the job is
-        never forgotten, and a later wait picks up where this one stopped.
+        never forgotten, and a later wait picks up where this one stopped. A status read that
+        fails (an outage, however long) never ends the wait: the job is read again after a
+        backoff, and the error shows in a ``read_failed`` `JobEvent` and, at the deadline, in
+        `WaitTimeout.last_error`. A job that ended a while ago and that the session has since
+        let go of (it keeps only recent ones in memory) costs one status read.
 
         Args:
             timeout: Seconds to wait at most; None waits as long as it takes.
@@ -105,14 +114,17 @@ class ImageJob:
         Raises:
             JobFailed: Akool reported the job as failed.
             WaitTimeout: The deadline passed (a `TimeoutError`); the job goes on, and
-                ``session.job(id).wait()`` resumes.
+                ``session.job(id).wait()`` resumes. Its ``last_error`` says why the job's last
+                status read failed, if it did.
             APIError: Akool refused to describe the job (an unknown id, say).
             SessionClosed: The session closed first (or before the call).
             SessionStateError: The session has not been opened.
         """
         if timeout is not None and not timeout >= 0:
             raise InvalidInput(f"timeout must be None or 0 or more seconds (got {timeout!r})")
-        return await self._require_engine().wait(self.id, timeout)
+        info = await self._require_engine().wait(self.id, timeout)
+        self._info = info
+        return info
 
     async def upscale(self, n: int, *, webhook_url: str | None = None) -> ImageJob:
         """Press U*n*: a 4K upscale of quadrant ``n`` (1 top left .. 4 bottom right). Costs credits.
@@ -140,7 +152,7 @@ class ImageJob:
         session = self.session
         info = await self.wait()
         engine = self._require_engine()
-        if button.value in info.used_buttons or engine.claimed(self.id, button.value):
+        if button.value in info.used_buttons or engine.buttons.claimed(self.id, button.value):
             raise ButtonUnavailable(f"{button.value} was already pressed on job {self.id}")
         if button.value not in info.buttons:
             offered = ", ".join(info.buttons) or "none (only a finished prompt grid has buttons)"
@@ -148,13 +160,13 @@ class ImageJob:
                 f"{button.value} is not available on job {self.id}; Akool offers: {offered}"
             )
         # Claimed before the request, so a concurrent press of the same button is refused.
-        engine.claim_button(self.id, button.value)
+        engine.buttons.claim(self.id, button.value)
         try:
             child = await session.create_by_button(self.id, button, webhook_url=webhook_url)
         except SubmissionUnknown:
             raise  # it may have been pressed: keep it claimed
         except BaseException:
-            engine.unclaim_button(self.id, button.value)
+            engine.buttons.unclaim(self.id, button.value)
             raise
         kind = JobKind.of_button(button)
         logger.info("pressed %s on %s: job %s (%s)", button.value, self.id, child.id, kind.value)
@@ -168,8 +180,18 @@ class ImageJob:
         Streams to a temporary file beside the destination and renames it into place, checks it
         is the image it claims to be, and records its sha256 in `last_download`.
 
+        ``dest`` names a folder when it ends with a path separator (``"out/"``) or is an existing
+        folder, or when it does not exist and its last part has no suffix (``"out"``,
+        ``Path("results")``); the file is then named ``{id}{suffix}`` inside it, the suffix being
+        the URL's when it is ``.png``, ``.jpg``, ``.jpeg``, ``.webp`` or ``.gif``, else ``.png``.
+        Otherwise (an existing file, or a last part with a suffix, such as ``"fox.png"``) ``dest``
+        is the file to write. Missing folders are created: the folder itself, or a file's parents.
+        A name taken from the job id is used only if the id is a plain stem (1 to 64 ASCII
+        letters, digits, ``-`` and ``_``, no Windows device name) and the file stays inside the
+        folder; both are checked before anything is sent, created or written.
+
         Args:
-            dest: A folder (the file is named after the job's id) or a file path.
+            dest: A folder to save into, or the file to write (see above).
             max_bytes: Refuse bodies larger than this.
 
         Returns:
@@ -181,16 +203,26 @@ class ImageJob:
             ResponseTooLarge: The body is larger than ``max_bytes``.
             NotAnImage: The body is not a complete image of the type it was sent as.
             DownloadError: Another 4xx answer.
-            InvalidResponse: The job completed without an image URL.
+            InvalidResponse: The job completed without an image URL, or (for a folder) the id
+                Akool sent for it cannot be a file name.
             TransportError: The download failed after retries.
-            InvalidInput: ``dest``'s folder does not exist.
+            InvalidInput: (For a folder) the id given to `AkoolSession.job` cannot be a file
+                name; a folder cannot be created (a file is in the way, no permission); or a
+                symbolic link of the file's name leads outside the folder. Nothing was written.
             JobFailed, WaitTimeout, APIError, SessionClosed: As for `wait`.
         """
+        # Which it is, and whether the id can name a file, is settled before any request.
+        stem = self._stem() if await names_folder(dest) else None
         info = await self.wait()
         if not info.image:
             raise InvalidResponse(f"job {self.id} is completed but Akool gave no image URL")
-        path = await _destination(dest, self.id, info.image)
-        self.last_download = await self._fetch(info, info.image, path, max_bytes)
+        self._check_fresh(info, info.image)
+        if stem is None:
+            path = pathlib.Path(dest)
+            await make_folder(path.parent)
+        else:
+            [path] = await files_in(dest, [stem + image_suffix(info.image)])
+        self.last_download = await self.session.download_url(info.image, path, max_bytes=max_bytes)
         return self.last_download.path
 
     async def download_quadrants(
@@ -198,32 +230,43 @@ class ImageJob:
     ) -> list[pathlib.Path]:
         """Wait for the grid and download its four quadrant images into ``folder``.
 
-        Files are named ``{id}-1.png`` .. ``{id}-4.png`` (U1..U4 order).
+        Files are named ``{id}-1.png`` .. ``{id}-4.png`` (U1..U4 order; the suffix follows each
+        URL as in `download`). ``folder`` is created if it does not exist.
 
         Raises:
             ButtonUnavailable: This job is an upscale, which has no quadrants.
-            InvalidResponse: The grid completed without its four quadrant URLs.
-            InvalidInput: ``folder`` does not exist or is not a folder.
+            InvalidResponse: The grid completed without its four quadrant URLs, or the id Akool
+                sent for it cannot be a file name.
+            InvalidInput: The id given to `AkoolSession.job` cannot be a file name, ``folder``
+                cannot be created or is a file, or a symbolic link of a file's name leads
+                outside it. Nothing was written.
             ResultExpired, DownloadError, TransportError, JobFailed, WaitTimeout: As for
                 `download`.
         """
+        stem = self._stem()
         info = await self.wait()
         if info.is_upscale:
             raise ButtonUnavailable(f"job {self.id} is an upscale: it has no quadrants")
         if len(info.upscaled_urls) < len(_QUADRANTS):
             raise InvalidResponse(f"job {self.id} is completed without its four quadrant URLs")
-        base = pathlib.Path(folder)
-        if not await anyio.Path(base).is_dir():
-            raise InvalidInput(f"folder {str(base)!r} does not exist or is not a folder")
+        urls = info.upscaled_urls[: len(_QUADRANTS)]
+        self._check_fresh(info, urls[0])
+        names = [
+            f"{stem}-{number}{image_suffix(url)}"
+            for number, url in zip(_QUADRANTS, urls, strict=True)
+        ]
         paths: list[pathlib.Path] = []
-        for number, url in zip(_QUADRANTS, info.upscaled_urls, strict=False):
-            path = base / f"{self.id}-{number}{_suffix(url)}"
-            paths.append((await self._fetch(info, url, path, max_bytes)).path)
+        for url, path in zip(urls, await files_in(folder, names), strict=True):
+            download = await self.session.download_url(url, path, max_bytes=max_bytes)
+            paths.append(download.path)
         return paths
 
-    async def _fetch(
-        self, info: ImageInfo, url: str, path: pathlib.Path, max_bytes: int
-    ) -> Download:
+    def _stem(self) -> str:
+        """The job id as a file name stem: InvalidResponse if Akool sent it, else InvalidInput."""
+        return safe_stem(self.id, what="job id", from_server=self._id_from_akool)
+
+    def _check_fresh(self, info: ImageInfo, url: str) -> None:
+        """Refuse a result past Akool's seven days before any folder or request is made."""
         expires = info.expires_at
         if expires is not None and datetime.now(UTC) >= expires:
             # Akool's own rule, checked against the wall clock because create_time is one.
@@ -232,7 +275,6 @@ class ImageJob:
                 "keeps results for seven days",
                 url=url,
             )
-        return await self.session.download_url(url, path, max_bytes=max_bytes)
 
     def __repr__(self) -> str:
         info = self.info
@@ -255,16 +297,3 @@ def _button(kind: str, n: object) -> Button:
             f"4 bottom right); got {n!r}"
         )
     return Button(f"{kind}{n}")
-
-
-def _suffix(url: str) -> str:
-    suffix = posixpath.splitext(urlsplit(url).path)[1].lower()
-    return suffix if suffix in _IMAGE_SUFFIXES else ".png"
-
-
-async def _destination(dest: str | os.PathLike[str], job_id: str, url: str) -> pathlib.Path:
-    path = pathlib.Path(dest)
-    # The stat goes through anyio's worker thread, as all file-system access in async code does.
-    if str(dest).endswith(("/", os.sep)) or await anyio.Path(path).is_dir():
-        return path / f"{job_id}{_suffix(url)}"
-    return path

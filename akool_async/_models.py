@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -11,6 +12,7 @@ from typing import Any, Final, cast
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
 
 __all__ = [
     "RESULT_LIFETIME",
@@ -162,9 +164,14 @@ class ImageInfo:
 
     @property
     def expires_at(self) -> datetime | None:
-        """When the result URLs stop working: `create_time` plus seven days."""
+        """When the result URLs stop working: `create_time` plus seven days (at the latest
+        ``datetime.max``, for a hand-made info created within its last seven days)."""
         if self.create_time is None:
             return None
+        # A hand-made info may be created too close to the end of time to expire before it.
+        latest = datetime.max.replace(tzinfo=self.create_time.tzinfo)
+        if self.create_time > latest - RESULT_LIFETIME:
+            return latest
         return self.create_time + RESULT_LIFETIME
 
     @property
@@ -225,6 +232,14 @@ _WIRE_NAMES: Final = frozenset(
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
+# The create times a datetime can hold together with their expiry seven days later.
+_EARLIEST_MS: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MILLISECOND
+_LATEST_MS: Final = (datetime.max.replace(tzinfo=UTC) - RESULT_LIFETIME - _EPOCH) // _MILLISECOND
+# Whole numbers are kept to what a signed 64-bit integer holds (SQLite, JSON readers elsewhere),
+# other numbers to finite floats.
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**63 - 1
 
 
 def _structure_datetime_ms(value: Any, _: type) -> datetime | None:
@@ -232,6 +247,11 @@ def _structure_datetime_ms(value: Any, _: type) -> datetime | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected epoch milliseconds, got {type(value).__name__}")
+    if not _EARLIEST_MS <= value <= _LATEST_MS:  # NaN fails every comparison
+        raise ValueError(
+            f"expected epoch milliseconds from {_EARLIEST_MS} to {_LATEST_MS} "
+            "(years 1 to 9999, expiry included)"
+        )
     # Whole milliseconds through timedelta stay exact where a float division would drift.
     return _EPOCH + timedelta(milliseconds=value)
 
@@ -251,6 +271,26 @@ def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _whole(value: float) -> int:
+    """``value`` as an int, if it is a whole number a signed 64-bit integer holds."""
+    if not _INT_MIN <= value <= _INT_MAX:  # NaN fails every comparison
+        raise ValueError(f"expected a whole number from {_INT_MIN} to {_INT_MAX}")
+    if value != int(value):
+        raise TypeError(f"expected a whole number, got {value!r}")
+    return int(value)
+
+
+def _finite(value: float) -> float:
+    """``value`` as a float, if it is a finite one."""
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
 def _strict_scalar(kind: type[Any], *, optional: bool = True) -> Any:
     """A hook that accepts exactly ``kind`` (never bool for a number), and None if optional."""
 
@@ -265,9 +305,9 @@ def _strict_scalar(kind: type[Any], *, optional: bool = True) -> Any:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"expected a number, got {type(value).__name__}")
-        if kind is int and value != int(value):
-            raise TypeError(f"expected a whole number, got {value!r}")
-        return kind(value)
+        if kind is int:
+            return _whole(value)
+        return _finite(value)
 
     return hook
 
@@ -322,10 +362,16 @@ def _structure_info(data: Mapping[str, Any]) -> ImageInfo:
 
 def _describe(exc: cattrs.BaseValidationError) -> str:
     """cattrs' per-field notes, naming fields as Akool does (``$._id``, not ``$.id``)."""
-    notes = cattrs.transform_error(exc)
+    notes = cattrs.transform_error(exc, format_exception=_note)
     for python_name, wire_name in _RENAMES.items():
         notes = [note.replace(f"@ $.{python_name}", f"@ $.{wire_name}") for note in notes]
     return "; ".join(notes) or str(exc)
+
+
+def _note(exc: BaseException, kind: type | None) -> str:
+    """Our hooks' own words for what is wrong (the range allowed, say); cattrs' for the rest."""
+    ours = isinstance(exc, ValueError | TypeError) and str(exc)
+    return f"invalid value for type, {exc}" if ours else format_exception(exc, kind)
 
 
 def _unstructure_info(info: ImageInfo) -> dict[str, Any]:

@@ -19,6 +19,7 @@ __all__ = [
     "check_http2",
     "check_limits",
     "check_listen",
+    "check_request_deadline",
     "user_agent",
     "whole",
 ]
@@ -61,6 +62,31 @@ def check_limits(rate: object, concurrent: object, jobs: object) -> None:
         raise InvalidInput(f"requests_per_second must be a number > 0 or None (got {rate!r})")
     whole("max_concurrent_requests", concurrent)
     whole("max_jobs_in_flight", jobs)
+
+
+def check_request_deadline(given: object, timeout: httpx.Timeout) -> float | None:
+    """``request_deadline``: seconds one attempt may take, headers and body together.
+
+    Not given, it is the sum of ``timeout``'s four phases (connect, write, read and pool: 100 s
+    for the default timeouts, 20 s for ``timeout=5``), so no phase can be starved, yet a body
+    that trickles in, each byte within the read timeout, ends; None when a phase is unlimited.
+
+    Raises:
+        InvalidInput: Neither a number > 0 nor None.
+    """
+    if isinstance(given, NotGiven):
+        phases = [timeout.connect, timeout.write, timeout.read, timeout.pool]
+        limited = [phase for phase in phases if phase is not None]
+        return sum(limited) if len(limited) == len(phases) else None
+    if given is None:
+        return None
+    if isinstance(given, bool) or not isinstance(given, int | float) or not given > 0:
+        raise InvalidInput(
+            f"request_deadline must be a number of seconds > 0, or None (got {given!r})"
+        )
+    if not math.isfinite(given):
+        return None
+    return float(given)
 
 
 def check_listen(listen: object) -> tuple[str, int] | None:

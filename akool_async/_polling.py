@@ -352,12 +352,20 @@ class Planner:
         return max(0.0, (law.cdf(now - job.born) - done_before) / (1.0 - done_before))
 
     def backoff(self, failures: int, retry_after: float | None) -> float:
-        """Seconds before polling again after ``failures`` failed status reads in a row."""
-        if retry_after is not None:
-            return min(max(retry_after, self.policy.min_interval), self.policy.max_interval)
+        """Seconds before polling again after ``failures`` failed status reads in a row.
+
+        The gap, doubled with each failure, up to ``max_interval``. A server's ``Retry-After``
+        is honoured (within ``min_interval`` and ``max_interval``), but from the second failure
+        in a row the doubling holds whatever it says: a day-long outage that answers "retry
+        after 1 s" is read about once a minute, not 86,400 times.
+        """
+        policy = self.policy
         # Capped before the power: a month-long outage must not overflow a float.
         doublings = min(max(failures - 1, 0), 32)
-        return self._spread(min(self.policy.max_interval, self.gap * 2.0**doublings))
+        if retry_after is None or not retry_after >= 0:  # none given, or NaN
+            return self._spread(min(policy.max_interval, self.gap * 2.0**doublings))
+        streak = self.gap * 2.0 ** (doublings - 1) if doublings else 0.0
+        return min(max(retry_after, streak, policy.min_interval), policy.max_interval)
 
     # -- what was seen ----------------------------------------------------------------------
 

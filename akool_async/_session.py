@@ -17,7 +17,8 @@ from ._batch import Batch
 from ._constants import CREATORS_PER_REQUEST_SLOT, DEFAULT_MAX_BYTES
 from ._download import Download, download
 from ._endpoints import CREATE_BY_BUTTON, CREATE_BY_PROMPT, CREDIT_INFO, IMAGE_INFO
-from ._errors import AkoolError, InvalidInput
+from ._engine import Engine
+from ._errors import AkoolError, InvalidInput, SubmissionUnknown
 from ._job import ImageJob
 from ._models import Button, ImageInfo, JobKind, Scale
 from ._options import whole
@@ -28,6 +29,10 @@ from ._validate import check_button, check_image_id, check_prompt, check_scale, 
 __all__ = ["AkoolSession"]
 
 logger = logging.getLogger("akool_async")
+
+
+def _created(engine: Engine, kind: JobKind, webhook: bool, info: ImageInfo) -> None:
+    engine.track(info.id, kind=kind, info=info, created=True, webhook=webhook)
 
 
 def _forward_once(
@@ -59,6 +64,13 @@ class AkoolSession(SessionBase):
         timeout: Per-request timeouts, in seconds or as an ``httpx.Timeout``; ``None`` for none.
             Not given: 10 s to connect and 30 s otherwise for the session's own client, the
             passed client's own setting for ``http_client``.
+        request_deadline: Seconds one attempt of a request may take in all, from sending to
+            the last byte of the answer (headers and body together), on top of the per-phase
+            ``timeout``: a server that trickles its answer in, each byte within the read
+            timeout, is cut off here with `RequestTimeout` (for a create, `SubmissionUnknown`:
+            it may have run). It bounds every API call and each download attempt. Not given:
+            the sum of the timeout's connect, write, read and pool phases (100 s by default,
+            20 s for ``timeout=5``), none when one of them is unlimited. ``None``: no limit.
         retry: How transient failures are retried (`RetryPolicy`).
         http_client: An ``httpx.AsyncClient`` to use. The session then does not close it.
         http2: Let the session's own client speak HTTP/2 where the server offers it (agreed
@@ -103,6 +115,11 @@ class AkoolSession(SessionBase):
     ) -> ImageInfo:
         """Create a text-to-image job, or image-to-image with ``source_image``. Costs credits.
 
+        Cancelling the call before the create is sent sends nothing. Once it is sent it runs
+        to its answer in the session's own task (bounded by the request deadline), whatever
+        happens to the caller: a job created for a caller that has gone is in
+        `orphaned_creates`.
+
         Args:
             prompt: What to draw.
             scale: One of the seven aspect ratios (`Scale` or its string).
@@ -117,6 +134,7 @@ class AkoolSession(SessionBase):
             SubmissionUnknown: The create may or may not have reached Akool; it was not retried.
             APIError: Akool refused it (a subclass per business code).
             TransportError: It provably did not reach Akool, after retries.
+            SessionClosed: The session closed before the create was sent.
         """
         body: dict[str, Any] = {"prompt": check_prompt(prompt), "scale": check_scale(scale).value}
         if source_image is not None:
@@ -124,12 +142,13 @@ class AkoolSession(SessionBase):
         callback_url, own = self._webhook_for(webhook_url)
         if callback_url is not None:
             body["webhookUrl"] = callback_url
-        wire = self._require_wire()
-        info = await wire.call(CREATE_BY_PROMPT, json=body)
-        self._require_engine().track(
-            info.id, kind=JobKind.GRID, info=info, created=True, webhook=own
+        wire, engine = self._require_wire(), self._require_engine()
+        return await self._require_paid().send(
+            CREATE_BY_PROMPT.path,
+            body,
+            partial(wire.call, CREATE_BY_PROMPT, json=body),
+            taken=partial(_created, engine, JobKind.GRID, own),
         )
-        return info
 
     async def create_by_button(
         self,
@@ -139,6 +158,9 @@ class AkoolSession(SessionBase):
         webhook_url: str | None = None,
     ) -> ImageInfo:
         """Press a button (U1..U4 upscale, V1..V4 vary) on a finished grid. Costs credits.
+
+        Cancelled, it behaves as `create_by_prompt` does; a press that reached (or may have
+        reached) Akool keeps this session's claim on the button even so.
 
         Args:
             image_id: The grid job's id.
@@ -153,6 +175,7 @@ class AkoolSession(SessionBase):
             SubmissionUnknown: The create may or may not have reached Akool; it was not retried.
             APIError: Akool refused it, e.g. `OperationNotAllowed` for a used button.
             TransportError: It provably did not reach Akool, after retries.
+            SessionClosed: The session closed before the create was sent.
         """
         body: dict[str, Any] = {
             "_id": check_image_id(image_id),
@@ -161,11 +184,18 @@ class AkoolSession(SessionBase):
         callback_url, own = self._webhook_for(webhook_url)
         if callback_url is not None:
             body["webhookUrl"] = callback_url
-        wire = self._require_wire()
-        info = await wire.call(CREATE_BY_BUTTON, json=body)
-        kind = JobKind.of_button(check_button(button))
-        self._require_engine().track(info.id, kind=kind, info=info, created=True, webhook=own)
-        return info
+        wire, engine = self._require_wire(), self._require_engine()
+        paid = self._require_paid()
+        # The parent is held, and its claim on the button kept, until the press is settled,
+        # even if this caller is cancelled meanwhile.
+        settled = engine.buttons.pressing(body["_id"], body["button"])
+        return await paid.send(
+            CREATE_BY_BUTTON.path,
+            body,
+            partial(wire.call, CREATE_BY_BUTTON, json=body),
+            taken=partial(_created, engine, JobKind.of_button(check_button(button)), own),
+            settled=settled,
+        )
 
     def _webhook_for(self, webhook_url: str | None) -> tuple[str | None, bool]:
         """The ``webhookUrl`` a create sends (checked), and whether it is the session's own."""
@@ -215,6 +245,24 @@ class AkoolSession(SessionBase):
         )
         logger.info("created image job %s (%s)", info.id, info.status.name.lower())
         return ImageJob(self, info.id, info=info)
+
+    @property
+    def orphaned_creates(self) -> tuple[ImageJob | SubmissionUnknown, ...]:
+        """Creates whose caller was cancelled while they were in flight, oldest first.
+
+        A create already sent is never cut off by its caller's cancellation: it runs until its
+        answer is in (at most the request deadline). If the caller has gone by then, the job is
+        still paid for at Akool, so it is kept here: a handle on it (tracked like any job, with
+        an ``orphaned`` `JobEvent` and a warning in the log), or a `SubmissionUnknown` with what
+        was sent when its answer never came. Readable during and after the session.
+        """
+        engine = self._engine
+        if engine is None:
+            return ()
+        return tuple(
+            ImageJob(self, orphan.id, info=orphan) if isinstance(orphan, ImageInfo) else orphan
+            for orphan in engine.reports.orphans
+        )
 
     def job(self, image_id: str) -> ImageJob:
         """A handle on an existing job, e.g. one created by an earlier run. Sends nothing.
@@ -311,5 +359,10 @@ class AkoolSession(SessionBase):
         """
         check_url("url", url)
         return await download(
-            self.http_client, url, pathlib.Path(dest), retry=self._retry, max_bytes=max_bytes
+            self.http_client,
+            url,
+            pathlib.Path(dest),
+            retry=self._retry,
+            max_bytes=max_bytes,
+            deadline=self._request_deadline,
         )

@@ -8,6 +8,7 @@ import enum
 import logging
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -24,10 +25,19 @@ from ._constants import (
     POOL_LIMITS,
 )
 from ._engine import Engine
-from ._errors import SessionClosed, SessionStateError
+from ._errors import SessionClosed, SessionStateError, SubmissionUnknown
 from ._lifetime import Background, HostScopes
-from ._options import NOT_GIVEN, NotGiven, check_http2, check_limits, check_listen, user_agent
-from ._pace import Pace
+from ._models import ImageInfo
+from ._options import (
+    NOT_GIVEN,
+    NotGiven,
+    check_http2,
+    check_limits,
+    check_listen,
+    check_request_deadline,
+    user_agent,
+)
+from ._paid import GuardedPace, PaidCreates
 from ._polling import Planner, PollPolicy
 from ._retry import RetryPolicy
 from ._tracker import JobEvent, SessionStats
@@ -61,6 +71,7 @@ class SessionBase:
         client_secret: str | None = None,
         base_url: str | httpx.URL | None = None,
         timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+        request_deadline: float | NotGiven | None = NOT_GIVEN,
         retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
         http2: bool = False,
@@ -92,6 +103,10 @@ class SessionBase:
         else:
             self._timeout = httpx.Timeout(timeout) if timeout is not None else httpx.Timeout(None)
             self._request_timeout_given = True
+        in_force = self._timeout
+        if in_force is None:  # the passed client's own timeouts apply
+            in_force = http_client.timeout if http_client is not None else DEFAULT_TIMEOUT
+        self._request_deadline = check_request_deadline(request_deadline, in_force)
         self._retry = retry if retry is not None else RetryPolicy()
         self._webhook_listen = check_listen(webhook_listen)
         self._webhook_public_url = (
@@ -108,6 +123,7 @@ class SessionBase:
         self._wire: Wire | None = None
         self._engine: Engine | None = None
         self._background = Background()
+        self._paid: PaidCreates | None = None
         self._host_scopes: HostScopes | None = None
         self._state = _State.UNOPENED
 
@@ -128,6 +144,11 @@ class SessionBase:
     def retry(self) -> RetryPolicy:
         """The retry policy in force."""
         return self._retry
+
+    @property
+    def request_deadline(self) -> float | None:
+        """Seconds one request attempt may take, headers and body together (None: no limit)."""
+        return self._request_deadline
 
     @property
     def poll_policy(self) -> PollPolicy:
@@ -225,7 +246,16 @@ class SessionBase:
                 # Every background task runs in this group, inside one task that `_shut_down`
                 # stops: leaving the session then only leaves a group with nothing in it.
                 task_group = await stack.enter_async_context(anyio.create_task_group())
-                contexts = [self._listener.serving()] if self._listener is not None else []
+                # Left last: creates in flight get their answers while the rest shuts down.
+                self._paid = PaidCreates(
+                    shield_for=self._request_deadline,
+                    orphaned=partial(_orphaned, engine),
+                )
+                contexts: list[contextlib.AbstractAsyncContextManager[object]] = [
+                    self._paid.running()
+                ]
+                if self._listener is not None:
+                    contexts.append(self._listener.serving())
                 await task_group.start(self._background.run, contexts, [engine.run])
                 self._host_scopes = HostScopes(stack.pop_all(), "an AkoolSession")
         except BaseException:
@@ -281,7 +311,7 @@ class SessionBase:
                 await client.aclose()
 
     def _make_wire(self, client: httpx.AsyncClient) -> Wire:
-        pace = Pace(
+        pace = GuardedPace(
             max_concurrent=self._max_concurrent_requests,
             rate=self._requests_per_second,
             max_pause=self._retry.max_retry_after,
@@ -294,6 +324,7 @@ class SessionBase:
             timeout=self._timeout if self._request_timeout_given else None,
             user_agent=user_agent(),
             pace=pace,
+            deadline=self._request_deadline,
         )
 
     def _require_wire(self) -> Wire:
@@ -304,6 +335,11 @@ class SessionBase:
                 "this AkoolSession is not open: use `async with AkoolSession(...) as session:`"
             )
         return self._wire
+
+    def _require_paid(self) -> PaidCreates:
+        self._require_wire()
+        assert self._paid is not None  # noqa: S101 - set with the wire
+        return self._paid
 
     def _require_engine(self) -> Engine:
         self._require_wire()
@@ -346,3 +382,7 @@ class SessionBase:
             send.close()
             if send in self._subscribers:
                 self._subscribers.remove(send)
+
+
+def _orphaned(engine: Engine, outcome: ImageInfo | SubmissionUnknown) -> None:
+    engine.reports.orphan(outcome, anyio.current_time())

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 import httpx
 
 from ._errors import InvalidInput
 from ._models import Button, Scale
 
-__all__ = ["check_button", "check_image_id", "check_prompt", "check_scale", "check_url", "http_url"]
+__all__ = [
+    "JOB_ID_PATTERN",
+    "check_button",
+    "check_image_id",
+    "check_prompt",
+    "check_scale",
+    "check_url",
+    "http_url",
+    "is_job_id",
+]
+
+JOB_ID_PATTERN: Final = re.compile(r"[0-9a-f]{24}")
+"""An id Akool sends (``_id``, ``image_content_model_id``): a MongoDB ObjectId, 24 lowercase hex
+digits, such as ``64dd82eef0b6684651e90131``. The emulator mints ids of the same shape."""
+
+_SHOWN: Final = 80
+"""The most characters of a refused id quoted back in its error."""
 
 _SCALES = ", ".join(scale.value for scale in Scale)
 _BUTTONS = ", ".join(button.value for button in Button)
@@ -49,16 +66,25 @@ def check_button(button: Any) -> Button:
 
 
 def check_image_id(image_id: Any) -> str:
-    """A non-empty id with no white space, as Akool's ``_id`` values are."""
+    """An id of the shape Akool's ``_id`` values have (`JOB_ID_PATTERN`), checked before any
+    request: a mistyped id costs nothing, and no id ever names a file it should not."""
     if not isinstance(image_id, str):
         raise InvalidInput(f"image id must be a string (got {type(image_id).__name__})")
     if not image_id or not image_id.strip():
         raise InvalidInput("image id must not be empty: pass the '_id' Akool returned on create")
-    if any(char.isspace() or not char.isprintable() for char in image_id):
+    if not is_job_id(image_id):
+        shown = image_id if len(image_id) <= _SHOWN else f"{image_id[:_SHOWN]}..."
         raise InvalidInput(
-            f"image id must not contain white space or control characters (got {image_id!r})"
+            "image id must be the '_id' Akool returned on create: 24 lowercase hex digits, "
+            f"such as 64dd82eef0b6684651e90131 (got {shown!r})"
         )
     return image_id
+
+
+def is_job_id(value: object) -> bool:
+    """Whether ``value`` is an id of the shape Akool sends (`JOB_ID_PATTERN`): a string that is
+    safe as a file name, a URL query value or a log field as it is."""
+    return isinstance(value, str) and JOB_ID_PATTERN.fullmatch(value) is not None
 
 
 def check_url(name: str, value: Any) -> str:

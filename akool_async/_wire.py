@@ -2,15 +2,20 @@
 
 API calls (`Wire.call`, described by the endpoint table in `_endpoints`) and result downloads
 (`fetch`) go through the same three steps: one attempt; its failure classified once, by what it
-proves about delivery (`classify_transport`, `classify_status`); and `send_with_retries`, which
-asks `_retry` whether and when to try again. The wire knows *how* to talk to Akool, never
-*when*: it holds no jobs and plans no polls. A pace turn is handed in by whoever holds one (the
-engine's status reads) or taken here; either way the wire gives it back once the answer is in.
+proves about delivery (`_classify`); and `send_with_retries`, which asks `_retry` whether and
+when to try again. The wire knows *how* to talk to Akool, never *when*: it holds no jobs and
+plans no polls. A pace turn is handed in by whoever holds one (the engine's status reads) or
+taken here; either way the wire gives it back once the answer is in.
+
+Everything a server sends is bounded: an attempt (headers and body together) ends at the request
+deadline; an answer is read up to `MAX_ANSWER_BYTES`, counted both as sent and decompressed
+(`_answers`); its JSON up to `MAX_ANSWER_DEPTH` deep; its numbers and ids are range- and
+shape-checked by the endpoint's decoder; redirects are not followed; and no credential the wire
+knows is quoted from it into an error or a log line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -20,27 +25,23 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
-from ._config import AuthMode, Credentials, Secret
-from ._endpoints import ENDPOINTS, GET_TOKEN, IMAGE_INFO, Endpoint, as_object
-from ._errors import (
-    AkoolError,
-    APIError,
-    AuthenticationError,
-    ConnectError,
-    HTTPStatusError,
-    InvalidResponse,
-    RateLimited,
-    RemoteProtocolError,
-    RequestTimeout,
-    ServerError,
-    SubmissionUnknown,
-    TooManyRequests,
-    TransportError,
-    error_for_code,
+from ._answers import BodyError, Redactor, read_body
+from ._classify import (
+    classify_status,
+    classify_transport,
+    decode_answer,
+    past_deadline,
+    scrub,
+    status_failure,
+    unreadable,
 )
+from ._config import AuthMode, Credentials, Secret
+from ._constants import MAX_ANSWER_BYTES
+from ._endpoints import ENDPOINTS, GET_TOKEN, IMAGE_INFO, Endpoint
+from ._errors import AuthenticationError, RateLimited, SubmissionUnknown, TooManyRequests
 from ._models import ImageInfo
 from ._pace import Pace, Turn
-from ._retry import ONE_ATTEMPT, Delivery, Failure, RetryPolicy, is_retryable, parse_retry_after
+from ._retry import ONE_ATTEMPT, Delivery, Failure, RetryPolicy, is_retryable
 
 __all__ = ["Wire", "classify_status", "classify_transport", "fetch", "send_with_retries", "shown"]
 
@@ -48,65 +49,7 @@ logger = logging.getLogger("akool_async")
 
 T = TypeVar("T")
 
-SUCCESS: Final = 1000
 EXPIRED_TOKEN: Final = 1101
-_HTTP_TOO_MANY_REQUESTS: Final = 429
-_HTTP_SERVER_ERROR: Final = 500
-_EXCERPT: Final = 120
-
-
-# -- classify: the one rule for what a failed attempt proves -------------------------------------
-
-
-def classify_transport(exc: httpx.HTTPError, *, endpoint: str, target: str) -> Failure:
-    """A request that got no answer. Only a connection never made, or never taken from the pool,
-    proves nothing was sent; any other timeout or break may have come after the request left.
-
-    Args:
-        exc: What httpx raised.
-        endpoint: Where the request went, for the error's ``endpoint``: an API path, or a
-            result URL without its query.
-        target: Who was asked, for the message: ``Akool``, or the URL.
-    """
-    name = type(exc).__name__
-    detail = f"{name}: {exc}" if str(exc) else name
-    if isinstance(exc, httpx.ConnectError):
-        error: AkoolError = ConnectError(
-            f"could not connect to {target} ({detail})", endpoint=endpoint
-        )
-        return Failure(error, Delivery.NOT_DELIVERED, cause=exc)
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-        error = RequestTimeout(f"{target} timed out before sending ({detail})", endpoint=endpoint)
-        return Failure(error, Delivery.NOT_DELIVERED, cause=exc)
-    if isinstance(exc, httpx.TimeoutException):
-        error = RequestTimeout(f"{target} timed out after sending ({detail})", endpoint=endpoint)
-        return Failure(error, Delivery.AMBIGUOUS, cause=exc)
-    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
-        error = RemoteProtocolError(
-            f"the connection to {target} broke mid-request ({detail})", endpoint=endpoint
-        )
-        return Failure(error, Delivery.AMBIGUOUS, cause=exc)
-    error = TransportError(f"the request to {target} failed ({detail})", endpoint=endpoint)
-    return Failure(error, Delivery.AMBIGUOUS, cause=exc)
-
-
-def classify_status(response: httpx.Response, *, endpoint: str, target: str) -> Failure | None:
-    """An answer whose HTTP status alone says the request failed: 429 (refused before it ran,
-    so even a paid create may be resent) or a 5xx (it may have run). None for anything else."""
-    status = response.status_code
-    if status != _HTTP_TOO_MANY_REQUESTS and status < _HTTP_SERVER_ERROR:
-        return None
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
-    if status == _HTTP_TOO_MANY_REQUESTS:
-        error: AkoolError = TooManyRequests(
-            f"{target} answered HTTP 429 (too many requests)"
-            + (f", retry after {retry_after:g} s" if retry_after is not None else ""),
-            retry_after=retry_after,
-            endpoint=endpoint,
-        )
-        return Failure(error, Delivery.NOT_DELIVERED, retry_after)
-    error = ServerError(f"{target} answered HTTP {status}", status_code=status, endpoint=endpoint)
-    return Failure(error, Delivery.AMBIGUOUS, retry_after)
 
 
 # -- retry --------------------------------------------------------------------------------------
@@ -181,32 +124,47 @@ def shown(url: str) -> str:
 async def fetch(
     client: httpx.AsyncClient,
     url: str,
-    consume: Callable[[httpx.Response], Awaitable[T]],
+    consume: Callable[[httpx.Response, anyio.CancelScope], Awaitable[T]],
     *,
     retry: RetryPolicy,
     headers: Mapping[str, str],
     timeout: httpx.Timeout | None = None,  # noqa: ASYNC109 - httpx's per-attempt timeouts
+    deadline: float | None = None,
 ) -> T:
-    """GET ``url`` (redirects followed), streaming, and return ``await consume(response)``.
+    """GET ``url`` (redirects followed, their bodies unread), streaming, and return
+    ``await consume(response, scope)``.
 
     Failures are classified and retried as API reads are. ``consume`` sees only answers that are
     neither 429 nor 5xx; it raises a `Failure` for a body worth fetching again (one cut short),
-    any other error for an answer that no retry would mend.
+    any other error for an answer that no retry would mend. Each attempt, headers and body
+    together, ends after ``deadline`` seconds (None: no limit) with a `RequestTimeout`;
+    ``consume`` gets the attempt's cancel scope, to pause its deadline (`_answers.paused`) while
+    it works on what it has read.
     """
     where = shown(url)
     timeouts = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
 
     async def attempt(_: int) -> T:
-        try:
-            async with client.stream(
-                "GET", url, headers=headers, follow_redirects=True, timeout=timeouts
-            ) as response:
-                failure = classify_status(response, endpoint=where, target=where)
-                if failure is not None:
-                    raise failure
-                return await consume(response)
-        except httpx.HTTPError as exc:
-            raise classify_transport(exc, endpoint=where, target=where) from exc
+        with anyio.move_on_after(deadline) as scope:
+            request = client.build_request("GET", url, headers=headers, timeout=timeouts)
+            try:
+                # Redirects are followed here, not by httpx, which reads each redirect's whole
+                # body first, with no bound: here it is dropped unread.
+                for _hop in range(client.max_redirects + 1):
+                    response = await client.send(request, stream=True, follow_redirects=False)
+                    try:
+                        if response.next_request is None:
+                            failure = classify_status(response, endpoint=where, target=where)
+                            if failure is not None:
+                                raise failure
+                            return await consume(response, scope)
+                        request = response.next_request
+                    finally:
+                        await response.aclose()
+                raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+            except httpx.HTTPError as exc:
+                raise classify_transport(exc, endpoint=where, target=where) from exc
+        raise past_deadline(deadline, endpoint=where, target=where)
 
     return await send_with_retries(attempt, policy=retry, label=f"download of {where}")
 
@@ -277,7 +235,9 @@ class _TokenSource:
         if client_id is None or client_secret is None:  # pragma: no cover - guarded by callers
             raise AuthenticationError(EXPIRED_TOKEN, "the token expired and no client credentials")
         body = {"clientId": client_id, "clientSecret": client_secret.reveal()}
-        return Secret(await self._wire.call(GET_TOKEN, json=body))
+        token = await self._wire.call(GET_TOKEN, json=body)
+        self._wire.redact.add(token)
+        return Secret(token)
 
 
 class Wire:
@@ -293,14 +253,25 @@ class Wire:
         timeout: httpx.Timeout | None,
         user_agent: str,
         pace: Pace,
+        deadline: float | None = None,
     ) -> None:
         self._client = client
         self.pace = pace
+        self.deadline = deadline
+        """Seconds one attempt may take, headers and body together; None: no limit."""
         self._credentials = credentials
         self._retry = retry
         self._request_options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         self._routes = {endpoint: _Route(endpoint, base_url) for endpoint in ENDPOINTS}
-        self._headers = {"user-agent": user_agent, "accept": "application/json"}
+        # Only codings the wire decompresses itself, within bounds (`_answers`).
+        self._headers = {
+            "user-agent": user_agent,
+            "accept": "application/json",
+            "accept-encoding": "gzip, deflate",
+        }
+        secrets = (credentials.api_key, credentials.token, credentials.client_secret)
+        self.redact = Redactor(secret.reveal() for secret in secrets if secret is not None)
+        """Blanks the credentials this wire knows out of anything quoted from an answer."""
         self._key_headers: dict[str, str] | None = None
         if credentials.api_key is not None and credentials.mode is AuthMode.API_KEY:
             self._key_headers = {**self._headers, "x-api-key": credentials.api_key.reveal()}
@@ -355,31 +326,19 @@ class Wire:
             turn = await self.pace.acquire(create=endpoint.paid)
         sent = anyio.current_time()
         try:
-            response = await self._client.request(
-                endpoint.method,
-                route.with_query(params),
-                json=json_body,
-                headers=headers,
-                **self._request_options,
-            )
-        except httpx.HTTPError as exc:
-            failure = classify_transport(exc, endpoint=endpoint.path, target="Akool")
-            raise _noted(failure, endpoint, json_body, token, sent - asked) from exc
-        finally:
-            self.pace.release(turn)
-        try:
-            result = _decode_answer(response, endpoint)
+            try:
+                response, content = await self._exchange(route, json_body, params, headers)
+            finally:
+                self.pace.release(turn)
+            asked_id = params.get(endpoint.id_param) if params and endpoint.id_param else None
+            result = decode_answer(response, content, endpoint, self.redact, asked_id)
         except Failure as failure:
             if isinstance(failure.error, TooManyRequests | RateLimited):
                 self.pace.throttled(failure.retry_after)
-            logger.debug(
-                "%s -> HTTP %d, %s (%.0f ms)",
-                route.label,
-                response.status_code,
-                failure.error,
-                (anyio.current_time() - sent) * 1000,
-            )
-            _noted(failure, endpoint, json_body, token, sent - asked)
+            scrub(failure.error, self.redact)
+            elapsed_ms = (anyio.current_time() - sent) * 1000
+            logger.debug("%s -> %s (%.0f ms)", route.label, failure.error, elapsed_ms)
+            _noted(failure, endpoint, json_body, token, sent - asked, redact=self.redact)
             raise
         if logger.isEnabledFor(logging.DEBUG):
             elapsed_ms = (anyio.current_time() - sent) * 1000
@@ -387,6 +346,38 @@ class Wire:
                 "%s -> HTTP %d, code 1000 (%.0f ms)", route.label, response.status_code, elapsed_ms
             )
         return result
+
+    async def _exchange(
+        self,
+        route: _Route,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+    ) -> tuple[httpx.Response, bytes]:
+        """Send the request and read its answer, within the deadline and `MAX_ANSWER_BYTES`."""
+        endpoint = route.endpoint
+        path = endpoint.path
+        with anyio.move_on_after(self.deadline):
+            try:
+                async with self._client.stream(
+                    endpoint.method,
+                    route.with_query(params),
+                    json=json_body,
+                    headers=headers,
+                    follow_redirects=False,
+                    **self._request_options,
+                ) as response:
+                    failure = status_failure(response, path)
+                    if failure is not None:
+                        raise failure
+                    try:
+                        content = await read_body(response, limit=MAX_ANSWER_BYTES)
+                    except BodyError as exc:
+                        raise unreadable(response, path, exc) from None
+                    return response, content
+            except httpx.HTTPError as exc:
+                raise classify_transport(exc, endpoint=path, target="Akool") from exc
+        raise past_deadline(self.deadline, endpoint=path, target="Akool")
 
     async def _authorize(
         self, endpoint: Endpoint[Any], turn: Turn | None
@@ -413,68 +404,12 @@ def _noted(
     json_body: Mapping[str, Any] | None,
     token: Secret | None,
     queued: float,
+    *,
+    redact: Redactor,
 ) -> Failure:
     """What the retry loop needs beside the error: what a paid call sent, the token, the queue."""
     if endpoint.paid:
-        failure.submission = (endpoint.path, dict(json_body or {}))
+        failure.submission = (endpoint.path, redact.value(dict(json_body or {})))
     failure.stale_token = token
     failure.queued = queued
     return failure
-
-
-def _decode_answer(response: httpx.Response, endpoint: Endpoint[T]) -> T:
-    """Akool's envelope: HTTP status, then JSON, then ``code``, then the endpoint's decoder."""
-    path = endpoint.path
-    failure = classify_status(response, endpoint=path, target="Akool")
-    if failure is not None:
-        raise failure
-    status = response.status_code
-    quote = not endpoint.secret_answer
-    try:
-        envelope = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        if response.is_success:
-            excerpt = _excerpt(response.content, quote=quote)
-            error: AkoolError = InvalidResponse(
-                f"Akool's answer (HTTP {status}) is not JSON: {excerpt}", endpoint=path
-            )
-            raise Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
-        error = HTTPStatusError(f"Akool answered HTTP {status}", status_code=status, endpoint=path)
-        raise Failure(error, Delivery.ANSWERED, cause=exc) from exc
-    fields = as_object(envelope)
-    code = fields.get("code")
-    if isinstance(code, bool) or not isinstance(code, int):
-        if not response.is_success:
-            error = HTTPStatusError(
-                f"Akool answered HTTP {status}", status_code=status, endpoint=path
-            )
-            raise Failure(error, Delivery.ANSWERED)
-        error = InvalidResponse(
-            f"Akool's answer has no integer 'code': {_excerpt(response.content, quote=quote)}",
-            endpoint=path,
-        )
-        raise Failure(error, Delivery.AMBIGUOUS)
-    if code != SUCCESS:
-        msg = fields.get("msg")
-        text = msg if isinstance(msg, str) else ""
-        api_error: APIError = error_for_code(code, text, endpoint=path)
-        if isinstance(api_error, RateLimited):
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            api_error.retry_after = retry_after
-            raise Failure(api_error, Delivery.NOT_DELIVERED, retry_after)
-        raise Failure(api_error, Delivery.ANSWERED)
-    try:
-        return endpoint.decode(fields if endpoint.whole_envelope else fields.get("data"))
-    except (ValueError, TypeError, KeyError) as exc:
-        error = InvalidResponse(
-            f"Akool's answer is not of the documented shape: {exc}", endpoint=path
-        )
-        # Code 1000 came back, so a create did happen; but without a readable id it is lost to us.
-        raise Failure(error, Delivery.AMBIGUOUS, cause=exc) from exc
-
-
-def _excerpt(content: bytes, *, quote: bool) -> str:
-    if not quote:
-        return "(body not shown: it may carry a credential)"
-    text = content[:_EXCERPT].decode("utf-8", "replace")
-    return repr(text + ("..." if len(content) > _EXCERPT else ""))

@@ -87,14 +87,15 @@ async def test_a_failing_event_callback_is_logged_not_raised(
 async def test_handles_refuse_what_cannot_work(
     session: ak.AkoolSession, tmp_path: pathlib.Path
 ) -> None:
-    """Mismatched info, a negative timeout, a missing folder, a foreign handle: clear errors."""
+    """Mismatched info, a negative timeout, a file for a folder, a foreign handle: clear errors."""
     job = await session.generate("a fox")
     with pytest.raises(ak.InvalidInput, match="info is for job"):
         ak.ImageJob(session, "other", info=job.info)
     with pytest.raises(ak.InvalidInput, match="timeout must be None or 0 or more"):
         await job.wait(timeout=-1)
-    with pytest.raises(ak.InvalidInput, match="does not exist"):
-        await job.download_quadrants(tmp_path / "missing")
+    (tmp_path / "a-file").write_text("in the way")
+    with pytest.raises(ak.InvalidInput, match="cannot be a folder: a file is in the way"):
+        await job.download_quadrants(tmp_path / "a-file")
     with pytest.raises(ak.InvalidInput, match="url must be an absolute"):
         await session.download_url("ftp://x/y.png", tmp_path / "y.png")
     assert job != "not a job"

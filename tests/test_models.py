@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import copy
+import math
 import string
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import akool_async as ak
+from akool_async._endpoints import (
+    CREATE_BY_BUTTON,
+    CREATE_BY_PROMPT,
+    CREDIT_INFO,
+    GET_TOKEN,
+    IMAGE_INFO,
+)
+from akool_async._validate import is_job_id
 from samples import CREATE_BY_BUTTON_RESPONSE, INFO_BY_MODEL_ID_RESPONSE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -323,6 +332,7 @@ _create_times = st.integers(
     max_value=round((datetime(2200, 1, 1, tzinfo=UTC) - EPOCH).total_seconds() * 1000),
 ).map(lambda ms: EPOCH + timedelta(milliseconds=ms))
 
+_int64s = st.integers(-(2**63), 2**63 - 1)
 _urls = st.text(string.ascii_letters + string.digits + "/:.-_", max_size=30)
 _buttons = st.lists(st.sampled_from([b.value for b in ak.Button]), max_size=8).map(tuple)
 
@@ -349,10 +359,10 @@ def image_infos(draw: st.DrawFn) -> ak.ImageInfo:
         deduction_credit=draw(
             optional(st.integers(0, 10**6) | st.floats(allow_nan=False, allow_infinity=False))
         ),
-        faceswap_quality=draw(optional(st.integers(-(2**63), 2**63))),
-        uid=draw(optional(st.integers(min_value=0))),
-        type=draw(optional(st.integers())),
-        from_=draw(optional(st.integers())),
+        faceswap_quality=draw(optional(_int64s)),
+        uid=draw(optional(st.integers(0, 2**63 - 1))),
+        type=draw(optional(_int64s)),
+        from_=draw(optional(_int64s)),
         parent_id=draw(optional(st.text(min_size=1, max_size=24))),
         op_button=draw(optional(st.sampled_from([b.value for b in ak.Button]))),
         op_button_message_id=draw(optional(st.text(max_size=24))),
@@ -389,11 +399,65 @@ def test_to_wire_uses_wire_names(info: ak.ImageInfo) -> None:
 
 def test_create_time_exact_for_any_millisecond() -> None:
     """Epoch milliseconds convert exactly, even far in the future (no float rounding)."""
-    ms = 253402300799999  # 9999-12-31 23:59:59.999 UTC, the last millisecond datetime can hold
+    ms = 253401695999999  # 9999-12-24 23:59:59.999 UTC: the last whose expiry datetime holds
 
     info = ak.ImageInfo.from_wire({"_id": "a1", "image_status": 1, "create_time": ms})
 
     assert EPOCH + timedelta(milliseconds=ms) == info.create_time
+    assert datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) == info.expires_at
+
+
+@pytest.mark.parametrize(
+    "ms",
+    [253401696000000, 253402300799999, -62135596800001, 10**30, -(10**30), float("nan")],
+    ids=["first-expiring-past-9999", "last-of-9999", "before-year-1", "huge", "-huge", "nan"],
+)
+def test_create_time_out_of_range_raises_value_error(ms: float) -> None:
+    """A create time whose expiry a datetime cannot hold is a ValueError saying the range."""
+    with pytest.raises(
+        ValueError, match=r"epoch milliseconds from -62135596800000 to 253401695999999"
+    ):
+        ak.ImageInfo.from_wire({"_id": "a1", "image_status": 1, "create_time": ms})
+
+
+def test_expires_at_of_a_hand_made_info_stops_at_the_end_of_time() -> None:
+    """An ImageInfo made by hand within datetime.max's last week expires at datetime.max."""
+    late = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+    info = ak.ImageInfo(id="a1", status=ak.ImageStatus.COMPLETED, create_time=late)
+
+    assert datetime.max.replace(tzinfo=UTC) == info.expires_at
+
+
+@pytest.mark.parametrize(
+    ("wire_key", "value", "words"),
+    [
+        ("uid", 2**63, "whole number from -9223372036854775808 to 9223372036854775807"),
+        ("type", -(2**63) - 1, "whole number from -9223372036854775808"),
+        ("from", 1e300, "whole number from"),
+        ("faceswap_quality", float("-inf"), "whole number from"),
+        ("deduction_credit", float("inf"), "finite number"),
+        ("deduction_credit", float("nan"), "finite number"),
+        ("deduction_credit", 10**400, "finite number"),
+    ],
+)
+def test_numbers_out_of_range_raise_value_error(wire_key: str, value: Any, words: str) -> None:
+    """Whole numbers must fit a signed 64-bit integer, other numbers a finite float."""
+    with pytest.raises(ValueError, match=words) as raised:
+        ak.ImageInfo.from_wire({"_id": "a1", "image_status": 1, wire_key: value})
+
+    assert str(raised.value).endswith(f"@ $.{wire_key}")
+
+
+def test_numbers_at_the_edges_of_their_ranges_are_kept() -> None:
+    """The extreme values each range holds are read exactly."""
+    data = {"_id": "a1", "image_status": 1, "uid": 2**63 - 1, "type": -(2**63)}
+    data |= {"deduction_credit": 1.7976931348623157e308, "faceswap_quality": 3.0}
+
+    info = ak.ImageInfo.from_wire(data)
+
+    expected = (2**63 - 1, -(2**63), 1.7976931348623157e308, 3)
+    assert expected == (info.uid, info.type, info.deduction_credit, info.faceswap_quality)
 
 
 # -- is_result_ready ------------------------------------------------------------------------------
@@ -542,3 +606,144 @@ def test_button_values() -> None:
 def test_button_quadrant_and_kind(button: ak.Button, quadrant: int, is_upscale: bool) -> None:
     """Each button names its quadrant and whether it upscales or varies."""
     assert (quadrant, is_upscale) == (button.quadrant, button.is_upscale)
+
+
+# -- every decoder, on hostile input ---------------------------------------------------------------
+#
+# What a decoder may raise is its contract with the wire: ImageInfo.from_wire raises ValueError;
+# an endpoint's decoder ValueError, TypeError or KeyError (each an InvalidResponse on the wire).
+# Anything else escaping (OverflowError, RecursionError) would reach users untyped.
+
+DECODER_SETTINGS = settings(max_examples=300, deadline=None)
+DECODER_ERRORS = (ValueError, TypeError, KeyError)
+INT64 = (-(2**63), 2**63 - 1)
+
+# Numbers at and past every edge: 64-bit, float, datetime (with and without the week of expiry).
+hostile_numbers = (
+    st.integers()
+    | st.integers(-(2**80), 2**80)
+    | st.floats()
+    | st.sampled_from(
+        [
+            2**63,
+            -(2**63) - 1,
+            2**53 + 1,
+            10**400,
+            -(10**400),
+            253402300799999,
+            253401695999999,
+            253401696000000,
+            -62135596800001,
+            1e308,
+            float("inf"),
+            float("nan"),
+        ]
+    )
+)
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+hostile_values = st.recursive(
+    st.none() | st.booleans() | hostile_numbers | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+) | st.integers(0, 3000).map(nested)
+ids = st.sampled_from(["64dd82eef0b6684651e90131", "../../x/pwned", "/etc/passwd", "A" * 24, ""])
+hostile_jobs = st.dictionaries(
+    st.sampled_from(sorted(_WIRE_KEYS)) | st.text(max_size=6), hostile_values, max_size=10
+).flatmap(
+    lambda data: st.fixed_dictionaries(
+        {"_id": ids | hostile_values, "image_status": st.integers(0, 5) | hostile_values}
+    ).map(lambda required: required | data)
+)
+
+
+def assert_in_range(info: ak.ImageInfo) -> None:
+    """What a decoded ImageInfo promises: every number in a range its type holds."""
+    for whole in (info.faceswap_quality, info.uid, info.type, info.from_):
+        assert whole is None or (type(whole) is int and INT64[0] <= whole <= INT64[1])
+    credit = info.deduction_credit
+    assert credit is None or (type(credit) is float and math.isfinite(credit))
+    if info.create_time is not None:
+        assert info.expires_at == info.create_time + ak.RESULT_LIFETIME
+
+
+@DECODER_SETTINGS
+@given(data=hostile_jobs)
+def test_from_wire_raises_only_value_error(data: dict[str, Any]) -> None:
+    """from_wire on any JSON object gives an in-range ImageInfo or a ValueError, nothing else."""
+    try:
+        info = ak.ImageInfo.from_wire(data)
+    except ValueError:
+        return
+    assert_in_range(info)
+
+
+@DECODER_SETTINGS
+@given(data=hostile_jobs | hostile_values)
+def test_job_decoders_raise_only_documented_errors(data: Any) -> None:
+    """The create and info decoders give an ImageInfo with an Akool-shaped id, or say why not."""
+    for endpoint in (CREATE_BY_PROMPT, CREATE_BY_BUTTON, IMAGE_INFO):
+        try:
+            info = endpoint.decode(data)
+        except DECODER_ERRORS:
+            continue
+        assert is_job_id(info.id)
+        assert info.parent_id is None or is_job_id(info.parent_id)
+        assert_in_range(info)
+
+
+@DECODER_SETTINGS
+@given(data=st.fixed_dictionaries({"credit": hostile_values}) | hostile_values)
+def test_credit_decoder_raises_only_documented_errors(data: Any) -> None:
+    """quota/info gives a number a float holds exactly, or says why not."""
+    try:
+        credit = CREDIT_INFO.decode(data)
+    except DECODER_ERRORS:
+        return
+    assert type(credit) in {int, float}
+    assert math.isfinite(credit)
+    assert abs(credit) <= 2**53
+    assert float(credit) == credit
+
+
+@DECODER_SETTINGS
+@given(envelope=st.fixed_dictionaries({"token": hostile_values | st.text()}) | hostile_values)
+def test_token_decoder_raises_only_documented_errors(envelope: Any) -> None:
+    """getToken gives a token that can be sent as a header, or says why not."""
+    try:
+        token = GET_TOKEN.decode(envelope)
+    except DECODER_ERRORS:
+        return
+    assert 1 <= len(token) <= 8192
+    assert all("!" <= char <= "~" for char in token)  # visible ASCII: a header value as is
+
+
+@pytest.mark.parametrize(
+    ("token", "valid"),
+    [
+        ("a.b-c_d~e+f/g=", True),
+        ("x" * 8192, True),
+        ("x" * 8193, False),
+        ("tok en", False),
+        ("tok\r\nx-evil: 1", False),
+        ("tokén", False),
+        ("", False),
+    ],
+    ids=["jwt-chars", "longest", "too-long", "space", "header-injection", "non-ascii", "empty"],
+)
+def test_token_must_be_sendable_as_a_header(token: str, valid: bool) -> None:
+    """A token is 1 to 8192 visible ASCII characters: no space, no line break, nothing else."""
+    if valid:
+        assert token == GET_TOKEN.decode({"code": 1000, "token": token})
+    else:
+        with pytest.raises(ValueError, match="token"):
+            GET_TOKEN.decode({"code": 1000, "token": token})

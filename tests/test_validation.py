@@ -251,6 +251,17 @@ async def test_button_case_insensitive_sent_upper(
 
 BLANK_IDS = ["", " ", "\t", "\n \n"]
 SPACED_IDS = ["662a10df 4197b3af", " 662a10df", "662a10df\n", "662a\x0010df"]
+# Not Akool's shape: a path, a URL, the wrong length, upper case, a look-alike digit.
+MALFORMED_IDS = [
+    "../../x/pwned",
+    "/etc/passwd",
+    "64dd82eef0b6684651e9013",
+    "64dd82eef0b6684651e901311",
+    "64DD82EEF0B6684651E90131",
+    "64dd82eef0b6684651e9013\u0661",
+    "https://openapi.akool.com/64dd82eef0b6684651e90131",
+    "x" * 5000,
+]
 
 
 async def id_refusals(session: ak.AkoolSession, image_id: Any) -> list[str]:
@@ -284,7 +295,29 @@ async def test_image_id_with_white_space_refused(
     image_id: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
 ) -> None:
     """An id with white space or control characters in it is no Akool id; nothing is sent."""
-    expected = f"image id must not contain white space or control characters (got {image_id!r})"
+    expected = (
+        "image id must be the '_id' Akool returned on create: 24 lowercase hex digits, "
+        f"such as 64dd82eef0b6684651e90131 (got {image_id!r})"
+    )
+    async with make_session() as session:
+        messages = await id_refusals(session, image_id)
+
+    assert [expected] * 3 == messages
+    assert [] == fake.requests
+
+
+@pytest.mark.parametrize("image_id", MALFORMED_IDS)
+@pytest.mark.anyio
+async def test_image_id_not_of_akools_shape_refused(
+    image_id: str, fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """Anything but 24 lowercase hex digits is refused before a request, the id (cut to 80
+    characters) quoted: no malformed id costs a request or can name a file."""
+    shown = image_id if len(image_id) <= 80 else f"{image_id[:80]}..."
+    expected = (
+        "image id must be the '_id' Akool returned on create: 24 lowercase hex digits, "
+        f"such as 64dd82eef0b6684651e90131 (got {shown!r})"
+    )
     async with make_session() as session:
         messages = await id_refusals(session, image_id)
 

@@ -26,12 +26,12 @@ from akool_async._errors import (
     WaitTimeout,
 )
 from akool_async._models import ImageInfo, Scale
+from akool_async._paths import files_in, image_suffix, safe_stem
 from akool_async._polling import PollPolicy
 from akool_async._session import AkoolSession
 
 from ._args import EMULATOR, PROG, parse_args
 from ._batch import BatchAborted, BatchOptions, BatchRunner, Tally
-from ._files import suffix_of
 from ._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
 from ._manifest import MANIFEST_NAME, ManifestLine, OutputStatus, final_status
 from ._report import JsonReporter, PlainReporter, RichReporter, Summary, make_reporter, write_out
@@ -49,6 +49,7 @@ _SHORTEST_EMULATED_LAG: Final = 0.1
 IN_PROCESS_ENDPOINT: Final = "in-process emulator"
 LOCK_NAME: Final = ".akool-journal.lock"
 _BALANCE_WAIT: Final = 5.0  # seconds the optional balance read may take
+_QUADRANTS: Final = 4
 
 DEMO_PROMPTS: Final = (
     ("a red fox in fresh snow, morning light", "16:9"),
@@ -487,6 +488,8 @@ async def cmd_status(options: argparse.Namespace) -> int:
 async def cmd_wait(options: argparse.Namespace) -> int:
     """``akool-async wait ID``."""
     if options.out is not None:
+        # The files are named after the id: one that cannot be a file name is refused unsent.
+        safe_stem(options.id, what="job id", from_server=False)
         await _check_out(options.out)
     async with open_session(options) as session:
         job = session.job(options.id)
@@ -501,18 +504,24 @@ async def cmd_wait(options: argparse.Namespace) -> int:
 
 
 async def _save(session: AkoolSession, info: ImageInfo, out: pathlib.Path) -> list[dict[str, Any]]:
-    """Download a finished job's image (and a grid's quadrants) into ``out``, named by its id."""
-    await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+    """Download a finished job's image (and a grid's quadrants) into ``out``, named by its id.
+
+    Every name is checked, and ``out`` made, before the first byte is fetched.
+    """
+    stem = safe_stem(info.id, what="job id", from_server=True)
     wanted: list[tuple[str, str]] = []
     if info.image:
-        wanted.append((f"{info.id}", info.image))
+        wanted.append((f"{stem}{image_suffix(info.image)}", info.image))
     if not info.is_upscale:
         wanted.extend(
-            (f"{info.id}-{number}", url) for number, url in enumerate(info.upscaled_urls, start=1)
+            (f"{stem}-{number}{image_suffix(url)}", url)
+            # Four quadrants at most, however many URLs the answer lists.
+            for number, url in enumerate(info.upscaled_urls[:_QUADRANTS], start=1)
         )
+    paths = await files_in(out, [name for name, _ in wanted])
     files: list[dict[str, Any]] = []
-    for name, url in wanted:
-        download = await session.download_url(url, out / f"{name}{suffix_of(url)}")
+    for path, (_, url) in zip(paths, wanted, strict=True):
+        download = await session.download_url(url, path)
         files.append({"path": str(download.path), "sha256": download.sha256, "size": download.size})
     return files
 

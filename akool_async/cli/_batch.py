@@ -38,6 +38,7 @@ from akool_async._errors import (
 )
 from akool_async._job import DEFAULT_MAX_BYTES
 from akool_async._models import ImageInfo
+from akool_async._paths import files_in
 from akool_async._session import AkoolSession
 
 from ._files import broken_outputs, file_name, remove_part_files
@@ -453,7 +454,6 @@ class BatchRunner:
     async def _download(
         self, record: TaskRecord, info: ImageInfo, name: str, url: str | None
     ) -> None:
-        file = file_name(record, name, url)
         self._download_errors.pop((record.key, name), None)
         if url is None:
             self._download_errors[record.key, name] = (
@@ -468,10 +468,14 @@ class BatchRunner:
             )
             return
         try:
+            file = file_name(record, name, url)
+            [path] = await files_in(self.options.out, [file])
+        except InvalidInput as error:  # a journal edited by hand, or a link out of the folder
+            self._download_errors[record.key, name] = str(error)
+            return
+        try:
             async with self._downloads:
-                download = await self.session.download_url(
-                    url, self.options.out / file, max_bytes=DEFAULT_MAX_BYTES
-                )
+                download = await self.session.download_url(url, path, max_bytes=DEFAULT_MAX_BYTES)
         except (DownloadError, TransportError) as error:
             final = isinstance(error, ResultExpired)
             note = "" if final else " (the next run tries again)"

@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Final
 
+from akool_async._paths import image_suffix, safe_stem
+
 from ._journal import OutputRecord, TaskRecord
 
 __all__ = [
@@ -20,7 +22,6 @@ __all__ = [
     "file_name",
     "part_file_for",
     "remove_part_files",
-    "suffix_of",
 ]
 
 # A file being written is hidden beside its target as ``.<target name>.<12 hex digits>.part``,
@@ -29,7 +30,10 @@ __all__ = [
 # pattern thus finds what a killed run left of both. Change the three together.
 PART_FILE: Final = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
 _PART_TOKEN_BYTES: Final = 6  # 12 hex digits
-_IMAGE_SUFFIXES: Final = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
+# A stem is a row number, a prompt's slug (40 characters at most), a generate's time stamp, the
+# buttons of follow-ups and a number that keeps it unique: well under this, and far under the 255
+# bytes a file name may have once ``_q1.jpeg`` and a part file's decoration are added.
+_MAX_STEM_CHARS: Final = 200
 _HASH_CHUNK: Final = 1 << 20
 
 
@@ -38,20 +42,21 @@ def part_file_for(target: pathlib.Path) -> pathlib.Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(_PART_TOKEN_BYTES)}.part")
 
 
-def suffix_of(url: str | None) -> str:
-    """The image file suffix a URL's path shows, ``.png`` when it shows none."""
-    if url is None:
-        return ".png"
-    path = url.split("?", 1)[0].split("#", 1)[0]
-    suffix = pathlib.PurePosixPath(path).suffix.lower()
-    return suffix if suffix in _IMAGE_SUFFIXES else ".png"
-
-
 def file_name(record: TaskRecord, name: str, url: str | None) -> str:
-    """The file a task's output ``name`` (``grid``, ``q1``..``q4``, ``image``) is saved as."""
+    """The file a task's output ``name`` (``grid``, ``q1``..``q4``, ``image``) is saved as.
+
+    Built from the task's stem (the row's, never an id Akool sent) and a suffix from the
+    allow-list of `akool_async._paths`.
+
+    Raises:
+        InvalidInput: The journal holds a stem that cannot be a file name.
+    """
+    stem = safe_stem(
+        record.stem, what="the journal's file stem", from_server=False, max_chars=_MAX_STEM_CHARS
+    )
     if name == "image":
-        return f"{record.stem}{suffix_of(url)}"
-    return f"{record.stem}_{name}{suffix_of(url)}"
+        return f"{stem}{image_suffix(url)}"
+    return f"{stem}_{name}{image_suffix(url)}"
 
 
 def remove_part_files(out: pathlib.Path) -> None:

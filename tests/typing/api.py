@@ -33,6 +33,13 @@ async def _usage() -> None:  # pyright: ignore[reportUnusedFunction]
     ak.AkoolSession(api_key="key", retry=ak.RetryPolicy())
     ak.AkoolSession(api_key="key", retry=None)
 
+    def on_event(event: ak.JobEvent) -> None:
+        assert_type(event.kind, ak.EventKind)
+        assert_type(event.info, ak.ImageInfo | None)  # None: a read_failed job never read
+        assert_type(event.error, ak.AkoolError | None)
+
+    ak.AkoolSession(api_key="key", on_event=on_event)
+
     policy = ak.RetryPolicy(
         attempts=3, timeout=60, wait_initial=0.25, wait_max=5.0, max_retry_after=30, jitter=False
     )
@@ -61,6 +68,11 @@ async def _usage() -> None:  # pyright: ignore[reportUnusedFunction]
     assert_type(stats.pushes, int)
     assert_type(stats.missed_pushes, int)
     assert_type(stats.push_healthy, bool)
+    assert_type(stats.jobs_evicted, int)
+    assert_type(stats.failed_reads, int)
+    assert_type(stats.jobs_unreadable, int)
+    assert_type(stats.orphaned_creates, int)
+    assert_type(session.orphaned_creates, tuple[ak.ImageJob | ak.SubmissionUnknown, ...])
     assert_type(session.listening_url, str | None)
     assert_type(session.job("64dd82eef0b6684651e90131").uses_session_webhook, bool)
 
@@ -178,6 +190,7 @@ async def _usage() -> None:  # pyright: ignore[reportUnusedFunction]
     except ak.WaitTimeout as exc:
         assert_type(exc.job_id, str)
         assert_type(exc.timeout, float)
+        assert_type(exc.last_error, ak.AkoolError | None)
     except ak.InvalidInput as exc:
         assert_type(exc, ak.InvalidInput)
     except ak.SessionClosed as exc:
