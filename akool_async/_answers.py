@@ -26,10 +26,21 @@ import httpx
 from ._bounded_json import load as load_json
 from ._constants import DOWNLOAD_DRAIN_LIMIT
 
-__all__ = ["PIECE", "BodyError", "Redactor", "parse_json", "paused", "read_body", "stream_body"]
+__all__ = [
+    "MAX_CODINGS",
+    "PIECE",
+    "BodyError",
+    "Redactor",
+    "parse_json",
+    "paused",
+    "read_body",
+    "stream_body",
+]
 
 PIECE: Final = 64 * 1024
 """The most decompressed bytes produced, and handed on, at a time."""
+MAX_CODINGS: Final = 3
+"""The most compressions stacked in one ``Content-Encoding`` that are undone; more is refused."""
 
 _GZIP: Final = frozenset({"gzip", "x-gzip"})
 _DEFLATE: Final = "deflate"
@@ -103,14 +114,24 @@ class _Inflate:
 
 def _stages(content_encoding: str) -> list[_Inflate]:
     """The codings to undo, last applied first. Others (identity, br, zstd, unknown ones) pass
-    through untouched, as httpx leaves codings it cannot decode: such bytes cannot inflate."""
+    through untouched, as httpx leaves codings it cannot decode: such bytes cannot inflate.
+
+    Raises:
+        BodyError: More than `MAX_CODINGS` compressions are stacked: no server compresses twice
+            over on purpose, and each layer is one more step for every piece of the body.
+    """
     codings = [coding.strip().lower() for coding in content_encoding.split(",")]
-    return [
+    stages = [
         _Inflate(coding) for coding in reversed(codings) if coding in _GZIP or coding == _DEFLATE
     ]
+    if len(stages) > MAX_CODINGS:
+        message = f"it stacks {len(stages)} compressions; at most {MAX_CODINGS} are read"
+        raise BodyError(message, too_large=False)
+    return stages
 
 
 def _through(stages: Sequence[_Inflate], data: bytes) -> Iterator[bytes]:
+    # Recursion one level per stage: bounded by MAX_CODINGS.
     if not stages:
         if data:
             yield data

@@ -204,8 +204,13 @@ def decode_answer(
             endpoint=path,
         )
         raise Failure(error, Delivery.AMBIGUOUS)
+    data = fields if endpoint.whole_envelope else fields.get("data")
+    if not endpoint.secret_answer:
+        # A server that echoes a credential into a value (a result URL, a prompt) must not get
+        # it into a model, and so into a log line, a journal or a manifest.
+        data = redact.value(data)
     try:
-        result = endpoint.decode(fields if endpoint.whole_envelope else fields.get("data"))
+        result = endpoint.decode(data)
     except (ValueError, TypeError, KeyError) as exc:
         error = InvalidResponse(
             f"Akool's answer is not of the documented shape: {redact(str(exc))}", endpoint=path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -19,6 +20,7 @@ from ._errors import (
 )
 from ._models import Button, ImageInfo, JobKind
 from ._paths import files_in, image_suffix, make_folder, names_folder, safe_stem
+from ._validate import check_url
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -29,6 +31,7 @@ __all__ = ["DEFAULT_MAX_BYTES", "ImageJob"]
 logger = logging.getLogger("akool_async")
 
 _QUADRANTS: Final = (1, 2, 3, 4)
+_SHOWN_URL: Final = 120
 
 
 class ImageJob:
@@ -203,8 +206,8 @@ class ImageJob:
             ResponseTooLarge: The body is larger than ``max_bytes``.
             NotAnImage: The body is not a complete image of the type it was sent as.
             DownloadError: Another 4xx answer.
-            InvalidResponse: The job completed without an image URL, or (for a folder) the id
-                Akool sent for it cannot be a file name.
+            InvalidResponse: The job completed without an image URL, or with one that is not an
+                absolute http(s) URL, or (for a folder) the id Akool sent cannot be a file name.
             TransportError: The download failed after retries.
             InvalidInput: (For a folder) the id given to `AkoolSession.job` cannot be a file
                 name; a folder cannot be created (a file is in the way, no permission); or a
@@ -216,6 +219,7 @@ class ImageJob:
         info = await self.wait()
         if not info.image:
             raise InvalidResponse(f"job {self.id} is completed but Akool gave no image URL")
+        self._check_urls([info.image])
         self._check_fresh(info, info.image)
         if stem is None:
             path = pathlib.Path(dest)
@@ -235,8 +239,8 @@ class ImageJob:
 
         Raises:
             ButtonUnavailable: This job is an upscale, which has no quadrants.
-            InvalidResponse: The grid completed without its four quadrant URLs, or the id Akool
-                sent for it cannot be a file name.
+            InvalidResponse: The grid completed without its four quadrant http(s) URLs, or the
+                id Akool sent for it cannot be a file name.
             InvalidInput: The id given to `AkoolSession.job` cannot be a file name, ``folder``
                 cannot be created or is a file, or a symbolic link of a file's name leads
                 outside it. Nothing was written.
@@ -250,6 +254,7 @@ class ImageJob:
         if len(info.upscaled_urls) < len(_QUADRANTS):
             raise InvalidResponse(f"job {self.id} is completed without its four quadrant URLs")
         urls = info.upscaled_urls[: len(_QUADRANTS)]
+        self._check_urls(urls)
         self._check_fresh(info, urls[0])
         names = [
             f"{stem}-{number}{image_suffix(url)}"
@@ -264,6 +269,19 @@ class ImageJob:
     def _stem(self) -> str:
         """The job id as a file name stem: InvalidResponse if Akool sent it, else InvalidInput."""
         return safe_stem(self.id, what="job id", from_server=self._id_from_akool)
+
+    def _check_urls(self, urls: Sequence[str]) -> None:
+        """Refuse a result URL that is not an absolute http(s) URL (``file:``, ``javascript:``,
+        unencodable text): it came from the server, so it is an `InvalidResponse`."""
+        for url in urls:
+            try:
+                check_url("url", url)
+            except InvalidInput:
+                shown = url if len(url) <= _SHOWN_URL else f"{url[:_SHOWN_URL]}..."
+                raise InvalidResponse(
+                    f"Akool's result URL for job {self.id} is not an absolute http(s) URL: "
+                    f"{shown!r}"
+                ) from None
 
     def _check_fresh(self, info: ImageInfo, url: str) -> None:
         """Refuse a result past Akool's seven days before any folder or request is made."""

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 import akool_async as ak
+from akool_async._answers import _finish, _stages, _through
 from conftest import API_KEY, CLIENT_ID, CLIENT_SECRET, SECRETS, TOKEN
 from hostile_server import (
     PNG,
@@ -583,3 +584,100 @@ async def test_prompt_quoting_the_api_key_is_blanked_in_the_submission() -> None
     assert {"prompt": "a fox holding a sign saying ********", "scale": "1:1"} == dict(
         caught.value.payload
     )
+
+
+# -- found by an attack on the first version of these defences ------------------------------------
+
+
+def stacked(layers: int, data: bytes) -> bytes:
+    for _ in range(layers):
+        data = gzip.compress(data)
+    return data
+
+
+@pytest.mark.parametrize("layers", [4, 1_200])
+async def test_stacked_compressions_are_refused_not_a_recursion_error(
+    layers: int, tmp_path: pathlib.Path
+) -> None:
+    """A Content-Encoding of "gzip" stacked 1,200 times raised RecursionError from create,
+    credit and download: more than three stacked compressions are refused, a typed error."""
+    coding = [("content-encoding", ", ".join(["gzip"] * layers))]
+    api = answer(200, stacked(layers, json.dumps(JOB_ENVELOPE).encode()), coding)
+    image = answer(200, stacked(layers, PNG_START), [*coding, ("content-type", "image/png")])
+    async with hostile_server() as server:
+        for path in (CREATE_BY_PROMPT_PATH, CREDIT_PATH):
+            server.on(path, api)
+        server.on(IMAGE_PATH, image)
+        async with session_on(server) as session:
+            with pytest.raises(ak.SubmissionUnknown) as create:
+                await session.create_by_prompt(PROMPT)
+            with pytest.raises(ak.InvalidResponse) as credit:
+                await session.get_credit()
+            with pytest.raises(ak.NotAnImage) as download:
+                await session.download_url(server.url + IMAGE_PATH, tmp_path / "fox.png")
+
+    words = f"it stacks {layers} compressions; at most 3 are read"
+    assert words in create.value.reason
+    assert words in str(credit.value)
+    assert words in str(download.value)
+    assert [] == list(tmp_path.iterdir())
+
+
+def test_three_stacked_compressions_are_read() -> None:
+    """Up to three stacked compressions are undone as before."""
+    body = json.dumps(JOB_ENVELOPE).encode()
+    stages = _stages("gzip, gzip, gzip")
+    assert body == b"".join([*_through(stages, stacked(3, body)), *_finish(stages)])
+
+
+async def test_a_credential_echoed_into_result_urls_reaches_no_model() -> None:
+    """A server that writes the api key into the image and quadrant URLs (and the prompt):
+    the key is blanked before the answer is decoded, so no model, log line, journal or
+    manifest can hold it."""
+    key_in = f"/img/{API_KEY}/fox.png?sig={API_KEY}"
+    job = {
+        "_id": JOB_ID,
+        "image_status": 3,
+        "create_time": 1714032863272,
+        "image": "http://example.test" + key_in,
+        "upscaled_urls": ["http://example.test" + key_in] * 4,
+        "prompt": f"a fox {API_KEY}",
+    }
+    async with hostile_server() as server:
+        server.on(IMAGE_INFO_PATH, json_answer(envelope(job)))
+        async with session_on(server) as session:
+            info = await session.get_image_info(JOB_ID)
+
+    assert API_KEY not in repr(info) + "".join(info.upscaled_urls) + str(dict(info.extra))
+    assert "http://example.test/img/********/fox.png?sig=********" == info.image
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "javascript:alert(1)", "http://example.test/\udc80.png", "/x.png"],
+    ids=["file", "javascript", "lone-surrogate", "relative"],
+)
+async def test_a_result_url_that_is_not_http_is_invalid_response(
+    url: str, tmp_path: pathlib.Path
+) -> None:
+    """A completed job whose image URL is not an absolute http(s) URL: download and
+    download_quadrants raise InvalidResponse (the URL came from the server), nothing is
+    fetched or written."""
+    job = {
+        "_id": JOB_ID,
+        "image_status": 3,
+        "create_time": int(time.time() * 1000),
+        "image": url,
+        "upscaled_urls": [url] * 4,
+    }
+    async with hostile_server() as server:
+        server.on(IMAGE_INFO_PATH, json_answer(envelope(job)))
+        async with session_on(server) as session:
+            handle = session.job(JOB_ID)
+            with pytest.raises(ak.InvalidResponse, match="is not an absolute http\\(s\\) URL"):
+                await handle.download(tmp_path / "out")
+            with pytest.raises(ak.InvalidResponse, match="is not an absolute http\\(s\\) URL"):
+                await handle.download_quadrants(tmp_path / "quads")
+
+    assert {IMAGE_INFO_PATH} == {request.path for request in server.requests}
+    assert [] == list(tmp_path.iterdir())

@@ -12,6 +12,7 @@ folders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -691,3 +692,40 @@ def test_a_batch_never_writes_through_a_link_out_of_its_folder(
     assert manifest[0]["error"].startswith(
         f"{str(out / '0001-a-red-door_grid.png')!r} is a symbolic link that leads outside"
     )
+
+
+# -- a hand-edited journal is read as untrusted ----------------------------------------------------
+
+
+def test_resume_never_reads_where_a_crafted_journal_points(tmp_path: pathlib.Path) -> None:
+    """broken_outputs (the resume's check of earlier files) opens only plain regular files in
+    the output folder: a recorded name with a path, a link (even to a real file) or a FIFO is
+    reported broken, to be fetched again through the checked writer, and is never hashed."""
+    from akool_async.cli._files import broken_outputs  # noqa: PLC0415 - the CLI's own helper
+    from akool_async.cli._journal import OutputRecord  # noqa: PLC0415
+
+    out = tmp_path / "out"
+    out.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not yours")
+    (out / "link.png").symlink_to(secret)
+    os.mkfifo(out / "fifo.png")
+    good = out / "good.png"
+    good.write_bytes(b"png")
+    digest = hashlib.sha256(b"png").hexdigest()
+
+    def record(file: str) -> OutputRecord:
+        return OutputRecord(task_key="k", name="grid", url="u", file=file, sha256=digest, size=3)
+
+    files = ["../secret.txt", str(secret), "link.png", "fifo.png", "a\\b.png", "..", "good.png"]
+    broken = {output.file: why for output, why in broken_outputs(out, map(record, files))}
+
+    plain = "is not a plain file name in the output folder"
+    assert {
+        "../secret.txt": plain,
+        str(secret): plain,
+        "a\\b.png": plain,
+        "..": plain,
+        "link.png": "is not a regular file",
+        "fifo.png": "is not a regular file",
+    } == broken

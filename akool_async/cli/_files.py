@@ -9,6 +9,7 @@ import hashlib
 import pathlib
 import re
 import secrets
+import stat
 from collections.abc import Sequence
 from typing import Final
 
@@ -70,16 +71,28 @@ def remove_part_files(out: pathlib.Path) -> None:
 def broken_outputs(
     out: pathlib.Path, outputs: Sequence[OutputRecord]
 ) -> list[tuple[OutputRecord, str]]:
-    """The recorded files that are missing or differ from their sha256, each with why."""
+    """The recorded files that are missing or differ from their sha256, each with why.
+
+    The journal is read as untrusted: a recorded name that is not one plain file name, or a
+    path that is not a regular file (a link, a FIFO, a device), counts as broken and is fetched
+    again through the checked writer, never opened or hashed where it leads.
+    """
     broken: list[tuple[OutputRecord, str]] = []
     for output in outputs:
-        path = out / output.file
+        name = output.file
+        if pathlib.PurePath(name).name != name or name in {"", ".", ".."} or "\\" in name:
+            broken.append((output, "is not a plain file name in the output folder"))
+            continue
+        path = out / name
         try:
-            size = path.stat().st_size
+            status = path.lstat()
         except FileNotFoundError:
             broken.append((output, "is missing"))
             continue
-        if size != output.size or _sha256(path) != output.sha256:
+        if not stat.S_ISREG(status.st_mode):
+            broken.append((output, "is not a regular file"))
+            continue
+        if status.st_size != output.size or _sha256(path) != output.sha256:
             broken.append((output, "does not match its recorded sha256"))
     return broken
 
