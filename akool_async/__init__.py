@@ -10,6 +10,8 @@ async with ak.AkoolSession(api_key="...") as session:
 
 from __future__ import annotations
 
+import logging as _logging
+
 from akool_async._public import report_public_module as _report_public_module
 
 from ._config import DEFAULT_BASE_URL, AuthMode, Credentials, Secret
@@ -31,6 +33,7 @@ from ._errors import (
     InvalidResponse,
     JobFailed,
     MissingCredentials,
+    MissingDependency,
     NotAnImage,
     OperationNotAllowed,
     ParameterError,
@@ -56,10 +59,12 @@ from ._polling import PollPolicy
 from ._retry import RetryPolicy
 from ._session import AkoolSession
 from ._tracker import EventKind, JobEvent, SessionStats
+from ._validate import MAX_PROMPT_LENGTH
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_BYTES",
+    "MAX_PROMPT_LENGTH",
     "NOT_GIVEN",
     "RESULT_LIFETIME",
     "APIError",
@@ -87,6 +92,7 @@ __all__ = [
     "JobEvent",
     "JobFailed",
     "MissingCredentials",
+    "MissingDependency",
     "NotAnImage",
     "NotGiven",
     "OperationNotAllowed",
@@ -114,3 +120,8 @@ __all__ = [
 ]
 
 _report_public_module(globals(), __all__, "akool_async")
+
+# A library leaves output to the application (the logging HOWTO's advice): without this, an
+# application that configures no logging would get the SDK's warnings on stderr through
+# Python's last-resort handler.
+_logging.getLogger("akool_async").addHandler(_logging.NullHandler())

@@ -12,6 +12,7 @@ from typing import Final
 import httpx
 
 __all__ = [
+    "CALLBACK_BODY_DEADLINE",
     "CREATORS_PER_REQUEST_SLOT",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_CONCURRENT_REQUESTS",
@@ -83,5 +84,9 @@ DEFAULT_TOLERANCE: Final = 300.0
 """Seconds a callback's timestamp may differ from this machine's clock (five minutes)."""
 MAX_BODY_BYTES: Final = 64 * 1024
 """The largest callback accepted: Akool's are a few hundred bytes."""
+CALLBACK_BODY_DEADLINE: Final = 10.0
+"""Seconds a callback's body may take to arrive whole: a sender that trickles it (slowloris)
+is refused, and its connection closed, instead of holding a socket for as long as it likes."""
+
 REMEMBERED_CALLBACKS: Final = 100_000
 """(job, status) pairs a receiver keeps to recognise repeated deliveries."""

@@ -43,6 +43,7 @@ __all__ = [
     "InvalidResponse",
     "JobFailed",
     "MissingCredentials",
+    "MissingDependency",
     "NotAnImage",
     "OperationNotAllowed",
     "ParameterError",
@@ -92,6 +93,15 @@ class ButtonUnavailable(InvalidInput):
     """The button cannot be pressed on this job (used already, or not offered); nothing was sent."""
 
 
+class MissingDependency(AkoolError, ImportError):
+    """An option needs a package that is not installed (an extra, such as ``http2``); also an
+    `ImportError`, so ``except ImportError`` still catches it. Raised before anything is sent."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # ImportError keeps msg and name outside the instance dict: rebuild them explicitly.
+        return (type(self), self.args, {**vars(self), "name": self.name})
+
+
 # ---------------------------------------------------------------------------------------------
 # Business codes: Akool answered, and said no.
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +141,23 @@ class PermissionDenied(APIError):
 
 
 class OperationNotAllowed(APIError):
-    """Code 1010: the content cannot be operated on (for example, a button already used)."""
+    """Code 1010: the content cannot be operated on (for example, a button already used).
+
+    Akool's own message ("You can not operate this content") does not say why, so the error's
+    message adds the usual causes: a button pressed before its grid job completed (its buttons
+    appear only with the finished grid), pressed twice, or pressed on a follow-up job.
+    """
+
+    def __init__(self, code: int, msg: str, *, endpoint: str | None = None) -> None:
+        super().__init__(code, msg, endpoint=endpoint)
+        self.args = (f"{self.args[0]} ({_OPERATION_HINT})",)
+
+
+_OPERATION_HINT = (
+    "press buttons only after the grid job completed (await job.wait() first, or use "
+    "job.upscale(n) / job.vary(n), which wait), each button once, and only on a prompt's grid: "
+    "follow-up jobs have no buttons"
+)
 
 
 class AuthenticationError(APIError):

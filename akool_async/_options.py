@@ -10,7 +10,7 @@ from typing import Final, cast
 
 import httpx
 
-from ._errors import InvalidInput
+from ._errors import InvalidInput, MissingDependency
 
 __all__ = [
     "NOT_GIVEN",
@@ -19,6 +19,7 @@ __all__ = [
     "check_http2",
     "check_limits",
     "check_listen",
+    "check_max_prompt_length",
     "check_request_deadline",
     "user_agent",
     "whole",
@@ -116,7 +117,7 @@ def check_http2(http2: object, *, own_client: bool) -> bool:
 
     Raises:
         InvalidInput: Not a bool, or given with ``http_client`` (whose own setting applies).
-        ImportError: ``h2`` is missing (``pip install 'akool-async[http2]'``).
+        MissingDependency: ``h2`` is missing (an `AkoolError` and an `ImportError`).
     """
     if not isinstance(http2, bool):
         raise InvalidInput(f"http2 must be True or False (got {http2!r})")
@@ -126,7 +127,19 @@ def check_http2(http2: object, *, own_client: bool) -> bool:
             "client with httpx.AsyncClient(http2=True) instead"
         )
     if http2 and importlib.util.find_spec("h2") is None:
-        raise ImportError(
-            "http2=True needs the h2 package: pip install 'akool-async[http2]'", name="h2"
+        raise MissingDependency(
+            "http2=True needs the h2 package, which is not installed: install the package's "
+            "http2 extra (pip install '.[http2]' from a checkout) or h2 itself (pip install h2); "
+            "or leave http2 off",
+            name="h2",
         )
     return http2
+
+
+def check_max_prompt_length(given: object) -> int:
+    """``max_prompt_length``: the longest prompt sent, a whole number of characters >= 1."""
+    if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        raise InvalidInput(
+            f"max_prompt_length must be a whole number of characters >= 1 (got {given!r})"
+        )
+    return given

@@ -45,7 +45,8 @@ class PollPolicy:
             loosely.
         upscale_factor: An upscale's expected duration as a fraction of a grid's, for the prior.
         variation_factor: A variation's expected duration as a fraction of a grid's.
-        min_interval: Never poll one job more often than this, in seconds.
+        min_interval: Never poll one job more often than this, in seconds; at most
+            ``target_lag`` (a smaller ``target_lag`` is refused: lower this with it).
         max_interval: Never leave a waited-on job unpolled longer than this, in seconds.
         quadrant_timeout: Upper bound, in seconds, on waiting for a grid's quadrants after Akool
             says completed. Past the lag learned so far (times five, and at most this), `wait()`
@@ -70,6 +71,15 @@ class PollPolicy:
             raise InvalidInput(
                 f"PollPolicy.min_interval ({self.min_interval:g}) must not exceed "
                 f"max_interval ({self.max_interval:g})"
+            )
+        if self.target_lag < self.min_interval:
+            # A job is never read more often than min_interval, so a smaller lag could not be
+            # kept: refused rather than quietly raised to min_interval.
+            raise InvalidInput(
+                f"PollPolicy.target_lag ({self.target_lag:g}) must not be below min_interval "
+                f"({self.min_interval:g}), the shortest gap between two reads of a job: lower "
+                f"min_interval too, e.g. PollPolicy(target_lag={self.target_lag:g}, "
+                f"min_interval={self.target_lag:g})"
             )
 
 

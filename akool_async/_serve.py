@@ -22,6 +22,9 @@ __all__ = ["BACKLOG", "ASGIApp", "Receive", "Scope", "Send", "serve_asgi"]
 
 logger = logging.getLogger("akool_async.server")
 
+READ_TIMEOUT: Final = 10
+"""Seconds a served connection may send nothing before it is closed (hypercorn's
+``read_timeout``), so an idle or half-sent request does not hold a socket forever."""
 GRACEFUL_TIMEOUT: Final = 1.0
 """Seconds open requests get to finish at shutdown before they are cancelled."""
 
@@ -132,6 +135,8 @@ def _config(sock: socket.socket, on_listening: Callable[[], None], backlog: int)
     # reach the application's logging setup, and the "Running on ..." line stays at INFO.
     config.errorlog = logger
     config.graceful_timeout = GRACEFUL_TIMEOUT
+    # A connection that sends nothing for this long is closed: no idle socket is held forever.
+    config.read_timeout = READ_TIMEOUT
     return config
 
 

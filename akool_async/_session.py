@@ -95,12 +95,17 @@ class AkoolSession(SessionBase):
             (behind a proxy or a tunnel, or with `webhook_app` mounted in your own app).
         webhook_tolerance: Seconds a callback's timestamp may be away from this machine's
             clock; None accepts any.
+        max_prompt_length: The longest prompt sent, in characters (default
+            `MAX_PROMPT_LENGTH`, 4,000: Akool documents no limit); a longer one is
+            `InvalidInput` before any request.
 
     Raises:
         MissingCredentials: No credentials given or found.
-        InvalidInput: A credential, the base URL or another option is malformed.
-        ImportError: ``http2=True`` without the ``http2`` extra, or webhooks without the
-            ``webhooks`` extra.
+        InvalidInput: A credential, the base URL or another option is malformed, or
+            ``webhook_public_url``'s path does not end in ``/`` while the session does not
+            serve the receiver itself (a mount answers the bare path with a redirect).
+        MissingDependency: ``http2=True`` without the ``http2`` extra, or webhooks without
+            the ``webhooks`` extra (an `AkoolError` and an ``ImportError``).
     """
 
     # -- the wire calls, one request each (plus retries) -----------------------------------
@@ -136,7 +141,10 @@ class AkoolSession(SessionBase):
             TransportError: It provably did not reach Akool, after retries.
             SessionClosed: The session closed before the create was sent.
         """
-        body: dict[str, Any] = {"prompt": check_prompt(prompt), "scale": check_scale(scale).value}
+        body: dict[str, Any] = {
+            "prompt": check_prompt(prompt, max_length=self._max_prompt_length),
+            "scale": check_scale(scale).value,
+        }
         if source_image is not None:
             body["source_image"] = check_url("source_image", source_image)
         callback_url, own = self._webhook_for(webhook_url)
@@ -300,7 +308,7 @@ class AkoolSession(SessionBase):
         Raises:
             InvalidInput: A prompt, the scale or the concurrency is bad; nothing was sent.
         """
-        checked = [check_prompt(prompt) for prompt in prompts]
+        checked = [check_prompt(prompt, max_length=self._max_prompt_length) for prompt in prompts]
         scale = check_scale(scale)
         limit = whole(
             "concurrency", self._max_jobs_in_flight if concurrency is None else concurrency

@@ -34,6 +34,7 @@ from ._options import (
     check_http2,
     check_limits,
     check_listen,
+    check_max_prompt_length,
     check_request_deadline,
     user_agent,
 )
@@ -41,7 +42,7 @@ from ._paid import GuardedPace, PaidCreates
 from ._polling import Planner, PollPolicy
 from ._retry import RetryPolicy
 from ._tracker import JobEvent, SessionStats
-from ._validate import check_url
+from ._validate import MAX_PROMPT_LENGTH, check_url
 from ._wire import Wire
 
 if TYPE_CHECKING:
@@ -83,8 +84,10 @@ class SessionBase:
         webhook_listen: tuple[str, int] | None = None,
         webhook_public_url: str | None = None,
         webhook_tolerance: float | None = DEFAULT_TOLERANCE,
+        max_prompt_length: int = MAX_PROMPT_LENGTH,
     ) -> None:
         check_limits(requests_per_second, max_concurrent_requests, max_jobs_in_flight)
+        self._max_prompt_length = check_max_prompt_length(max_prompt_length)
         self._http2 = check_http2(http2, own_client=http_client is None)
         self._poll_policy = poll_policy if poll_policy is not None else PollPolicy()
         self._requests_per_second = requests_per_second

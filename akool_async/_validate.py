@@ -12,6 +12,7 @@ from ._models import Button, Scale
 
 __all__ = [
     "JOB_ID_PATTERN",
+    "MAX_PROMPT_LENGTH",
     "check_button",
     "check_image_id",
     "check_prompt",
@@ -25,6 +26,11 @@ JOB_ID_PATTERN: Final = re.compile(r"[0-9a-f]{24}")
 """An id Akool sends (``_id``, ``image_content_model_id``): a MongoDB ObjectId, 24 lowercase hex
 digits, such as ``64dd82eef0b6684651e90131``. The emulator mints ids of the same shape."""
 
+MAX_PROMPT_LENGTH: Final = 4000
+"""The longest prompt sent, in characters (Unicode code points), unless a caller passes its own
+bound. Akool publishes no limit; this one refuses a pasted file or a runaway template before it
+is paid for, and is far above what an image prompt needs."""
+
 _SHOWN: Final = 80
 """The most characters of a refused id quoted back in its error."""
 
@@ -32,12 +38,18 @@ _SCALES = ", ".join(scale.value for scale in Scale)
 _BUTTONS = ", ".join(button.value for button in Button)
 
 
-def check_prompt(prompt: Any) -> str:
-    """A prompt is a string with something other than white space in it."""
+def check_prompt(prompt: Any, *, max_length: int = MAX_PROMPT_LENGTH) -> str:
+    """A prompt is a string with something other than white space in it, at most
+    ``max_length`` characters long."""
     if not isinstance(prompt, str):
         raise InvalidInput(f"prompt must be a string (got {type(prompt).__name__})")
     if not prompt.strip():
         raise InvalidInput("prompt must not be empty or blank: describe the image to generate")
+    if len(prompt) > max_length:
+        raise InvalidInput(
+            f"prompt is {len(prompt):,} characters long; at most {max_length:,} are allowed "
+            f"(starts {prompt[:40]!r}): shorten it"
+        )
     return prompt
 
 

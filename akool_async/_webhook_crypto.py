@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.modes import CBC
     from cryptography.hazmat.primitives.padding import PKCS7
 
+from ._errors import MissingDependency
+
 __all__ = [
     "AES_KEY_LENGTHS",
     "IV_LENGTH",
@@ -46,7 +48,8 @@ IV_LENGTH: Final = 16
 """AES-CBC's IV and block length, in bytes."""
 
 _INSTALL_HINT: Final = (
-    "Akool webhooks need the 'cryptography' package for AES: pip install 'akool-async[webhooks]'"
+    "Akool webhooks need the 'cryptography' package for AES, which is not installed: install "
+    "the package's webhooks extra (pip install '.[webhooks]' from a checkout) or cryptography"
 )
 
 
@@ -113,7 +116,7 @@ def _cipher(client_id: str, client_secret: str) -> Cipher[CBC]:
         from cryptography.hazmat.primitives.ciphers.algorithms import AES  # noqa: PLC0415
         from cryptography.hazmat.primitives.ciphers.modes import CBC  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError(_INSTALL_HINT) from exc
+        raise MissingDependency(_INSTALL_HINT) from exc
     return Cipher(AES(key), CBC(iv_for(client_id)))
 
 
@@ -121,7 +124,7 @@ def _pkcs7() -> PKCS7:
     try:
         from cryptography.hazmat.primitives.padding import PKCS7  # noqa: PLC0415
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError(_INSTALL_HINT) from exc
+        raise MissingDependency(_INSTALL_HINT) from exc
     return PKCS7(IV_LENGTH * 8)
 
 
@@ -138,7 +141,7 @@ def encrypt(plaintext: bytes, *, client_id: str, client_secret: str) -> str:
 
     Raises:
         ValueError: ``client_secret`` is not 16, 24 or 32 bytes long in UTF-8.
-        ImportError: ``cryptography`` is not installed.
+        MissingDependency: ``cryptography`` is not installed (also an ``ImportError``).
     """
     cipher = _cipher(client_id, client_secret)
     padder = _pkcs7().padder()
@@ -163,7 +166,7 @@ def decrypt(data_encrypt: str, *, client_id: str, client_secret: str) -> bytes:
         ValueError: ``data_encrypt`` is not base64, not whole 16-byte blocks, or does not end in
             valid padding (a wrong key or id usually shows up as bad padding); or
             ``client_secret`` is not 16, 24 or 32 bytes long.
-        ImportError: ``cryptography`` is not installed.
+        MissingDependency: ``cryptography`` is not installed (also an ``ImportError``).
     """
     return unpad(decrypt_blocks(data_encrypt, client_id=client_id, client_secret=client_secret))
 
@@ -185,7 +188,7 @@ def decrypt_blocks(data_encrypt: str, *, client_id: str, client_secret: str) -> 
     Raises:
         ValueError: ``data_encrypt`` is not base64 or not whole 16-byte blocks; or
             ``client_secret`` is not 16, 24 or 32 bytes long.
-        ImportError: ``cryptography`` is not installed.
+        MissingDependency: ``cryptography`` is not installed (also an ``ImportError``).
     """
     cipher = _cipher(client_id, client_secret)
     try:
@@ -212,7 +215,7 @@ def unpad(padded: bytes) -> bytes:
 
     Raises:
         ValueError: The padding is not valid PKCS#7.
-        ImportError: ``cryptography`` is not installed.
+        MissingDependency: ``cryptography`` is not installed (also an ``ImportError``).
     """
     unpadder = _pkcs7().unpadder()
     try:
@@ -249,7 +252,7 @@ def make_envelope(
     Raises:
         TypeError: ``payload`` holds something JSON cannot encode.
         ValueError: ``client_secret`` is not 16, 24 or 32 bytes long in UTF-8.
-        ImportError: ``cryptography`` is not installed.
+        MissingDependency: ``cryptography`` is not installed (also an ``ImportError``).
     """
     plaintext = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     data_encrypt = encrypt(plaintext, client_id=client_id, client_secret=client_secret)

@@ -14,7 +14,7 @@ timings, in virtual time (trio's ``MockClock``). The strategies, side by side:
 * ``fixed_3s``: Akool's demo loop, ``sleep(3)`` + ``get_image_info`` until complete, exactly as
   ``polling_efficiency.py`` runs it;
 * ``webhook``: ``AkoolSession(client_id=..., client_secret=...,
-  webhook_public_url="http://sdk.test/akool/webhook")`` (and the emulator's api key, which the
+  webhook_public_url="http://sdk.test/akool/webhook/")`` (and the emulator's api key, which the
   requests use) and ``await job.wait()`` per job; the emulator POSTs its signed, encrypted
   callbacks in-process to ``session.webhook_app`` (through ``httpx.ASGITransport``), so the
   session polls only as a safety net;
@@ -90,7 +90,7 @@ from akool_async.testing import (
 )
 from akool_async.webhooks import WebhookVerificationError, WebhookVerifier
 
-WEBHOOK_URL: Final = "http://sdk.test/akool/webhook"
+WEBHOOK_URL: Final = "http://sdk.test/akool/webhook/"
 """The public URL the session gives Akool; the emulator reaches it in-process."""
 REQUEST_RATIO_TARGET: Final = 0.1
 """Requests per job with webhooks, at most this times the fixed 3 s poller's."""

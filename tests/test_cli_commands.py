@@ -38,6 +38,11 @@ CLI_DEADLINE = 60.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JOB_ID = re.compile(r"[0-9a-f]{24}")
 UNKNOWN_ID = "0123456789abcdef01234567"
+FRESH_EMULATOR = (
+    "akool-async: error: --emulator starts a fresh emulator in this process, which knows no job "
+    "ID; serve one with `python -m akool_async.testing` (or `akool-async emulator`) and point "
+    "AKOOL_BASE_URL at it instead\n"
+)
 NOT_FOUND = (
     "akool-async: error: Akool answered code 1008 from /api/open/v3/content/image/infobymodelid: "
     "The content you get does not exist\n"
@@ -369,11 +374,12 @@ async def test_generate_with_upscale_creates_once_and_writes_its_files(
 
 
 @pytest.mark.anyio
-async def test_a_wrong_api_key_exits_1_and_is_never_shown_or_written(
+async def test_a_wrong_api_key_exits_2_and_is_never_shown_or_written(
     tmp_path: pathlib.Path,
 ) -> None:
-    """A refused --api-key: exit 1 with the authentication error; the key is in no output, log
-    line (-vv) or file, and no job was created.
+    """A refused --api-key: exit 2 with one line naming the authentication error and what to
+    check, the batch stopped at its first request; the key is in no output, log line (-vv) or
+    file, and no job was created.
     """
     secret = "wrong-key-Zq7xK2pL9vR4-do-not-print"
     (tmp_path / "prompts.txt").write_text("a red door\na blue door\na green door\n")
@@ -386,25 +392,24 @@ async def test_a_wrong_api_key_exits_1_and_is_never_shown_or_written(
             env=env, cwd=tmp_path,
         )  # fmt: skip
 
-    assert (1, "") == (credit.status, credit.out)
-    assert credit.err.endswith(
-        "akool-async: error: Akool answered code 1101 from /api/open/v3/faceswap/quota/info: "
-        "Invalid authorization or The request token has expired\n"
+    refused = (
+        "akool-async: error: Akool refused the credentials (Akool answered code 1101 from "
+        "/api/open/v3/faceswap/quota/info: Invalid authorization or The request token has "
+        "expired): check AKOOL_API_KEY or --api-key (or AKOOL_TOKEN, or AKOOL_CLIENT_ID and "
+        "AKOOL_CLIENT_SECRET)\n"
     )
-    assert 1 == batch.status
-    assert (
-        "akool-async: stopped: Akool refused a create (Akool answered code 1101 from "
-        "/api/open/v3/content/image/createbyprompt: Invalid authorization"
-    ) in batch.err
+    assert (2, "") == (credit.status, credit.out)
+    assert credit.err.endswith(refused)
+    assert (2, "") == (batch.status, batch.out)
+    assert batch.err.endswith(refused)
     assert "Traceback" not in batch.err
-    assert "0 of 3 row(s) completed" in batch.out
     assert {} == emulator.jobs
     assert {1101} == {request.code for request in emulator.requests}
     for ran in (credit, batch):
         assert secret not in ran.out
         assert secret not in ran.err
     written = [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert (tmp_path / "out" / "manifest.jsonl") in written
+    assert (tmp_path / "out" / ".akool-journal.sqlite3") in written
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
 
@@ -622,11 +627,12 @@ def test_main_generate_with_the_emulator(
         assert path.read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_main_status_of_an_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
-    """main(["status", ID, "--emulator"]) for an id the emulator never made: exit 1, 1008."""
+def test_main_status_with_the_emulator_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """main(["status", ID, "--emulator"]): an emulator started for it would know no job, so it
+    is refused with exit 2 and a pointer to a served emulator."""
     status = main(["status", UNKNOWN_ID, "--emulator"])
 
-    assert (1, "", NOT_FOUND) == (status, *capsys.readouterr())
+    assert (2, "", FRESH_EMULATOR) == (status, *capsys.readouterr())
 
 
 def test_main_without_credentials_exits_2_and_says_what_to_do(

@@ -164,18 +164,30 @@ async def test_bad_scale_names_the_line_and_the_seven_scales(
         ),
         pytest.param(
             b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
-            "{file} is not UTF-8 text (byte 0 cannot be read): save it as UTF-8",
+            "{file} is not UTF-8 text (line 1, byte 0: 0x89 cannot be read as UTF-8): save it "
+            "as UTF-8",
             id="binary",
         ),
         pytest.param(
             "prompt\na red fox\n".encode("utf-16-le"),
-            "{file} is not a text file (NUL byte at byte 1): save it as UTF-8 text",
+            "{file} is UTF-16 text (little-endian, without a byte order mark); prompt files must "
+            "be UTF-8: save it as UTF-8 (in a spreadsheet, as 'CSV UTF-8'; in an editor, with "
+            "the encoding UTF-8)",
             id="nul-utf16",
         ),
         pytest.param(
             b'prompt\n"a red fox\n',
-            "{file} is not readable CSV (unexpected end of data)",
+            "{file}, line 2: not readable CSV (unexpected end of data): a quoted cell starts on "
+            "this line and its closing quote is missing, so it runs to the end of the file "
+            '(line 2); inside a quoted cell, write a quote as two ("")',
             id="unterminated-quote",
+        ),
+        pytest.param(
+            b"\xff\xfe" + "prompt\na red fox\n".encode("utf-16-le"),
+            "{file} is UTF-16 text (little-endian, with a byte order mark); prompt files must "
+            "be UTF-8: save it as UTF-8 (in a spreadsheet, as 'CSV UTF-8'; in an editor, with "
+            "the encoding UTF-8)",
+            id="utf16-with-bom",
         ),
     ],
 )

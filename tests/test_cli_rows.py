@@ -261,16 +261,40 @@ def test_csv_too_many_cells_are_refused(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content",
-    ['prompt\n"a fox\n', 'prompt\n"a" fox\n'],
-    ids=["unterminated-quote", "text-after-quote"],
+    ("content", "expected"),
+    [
+        pytest.param(
+            'prompt,scale\na cat,1:1\n"a fox, at dawn\nan owl,16:9\n',
+            "line 3: not readable CSV (unexpected end of data): a quoted cell starts on this "
+            "line and its closing quote is missing, so it runs to the end of the file (line 4); "
+            'inside a quoted cell, write a quote as two ("")',
+            id="unterminated-quote",
+        ),
+        pytest.param(
+            'prompt\na cat\n"a" fox\n',
+            "line 3: not readable CSV (',' expected after '\"'): text follows a closing quote; "
+            'quote the whole cell and write each quote inside it as two, e.g. "a ""red"" fox"',
+            id="text-after-quote",
+        ),
+        pytest.param(
+            'prompt\n"a cat\non two lines"\n"a" fox\n',
+            "line 4: not readable CSV (',' expected after '\"'): text follows a closing quote; "
+            'quote the whole cell and write each quote inside it as two, e.g. "a ""red"" fox"',
+            id="after-a-cell-of-two-lines",
+        ),
+        pytest.param(
+            "prompt\n" + "a" * 131_073 + "\n",
+            "line 2: not readable CSV (field larger than field limit (131072))",
+            id="huge-cell",
+        ),
+    ],
 )
-def test_csv_errors_say_not_readable_csv(tmp_path: pathlib.Path, content: str) -> None:
-    """What csv's strict reader refuses is reported as 'not readable CSV' with its reason."""
+def test_csv_errors_name_the_line_and_the_fix(
+    tmp_path: pathlib.Path, content: str, expected: str
+) -> None:
+    """csv's strict reader's refusals name the line the bad record starts on, and what to do."""
     path = write(tmp_path, "p.csv", content)
-    message = refusal(path)
-    assert message.startswith(f"{path} is not readable CSV (")
-    assert message.endswith(")")
+    assert f"{path}, {expected}" == refusal(path)
 
 
 def test_csv_with_only_a_header_has_no_prompts(tmp_path: pathlib.Path) -> None:
@@ -296,16 +320,72 @@ def test_a_utf8_byte_order_mark_is_accepted(
 
 @pytest.mark.parametrize("name", ["p.txt", "p.jsonl", "p.csv"])
 def test_text_that_is_not_utf8_is_refused(tmp_path: pathlib.Path, name: str) -> None:
-    """Latin-1 bytes are refused with the offset of the first bad byte."""
+    """Latin-1 bytes: refused with the line and offset of the first bad byte, and a guess."""
     path = write(tmp_path, name, "prompt\ncaf\xe9\n".encode("latin-1"))
-    assert f"{path} is not UTF-8 text (byte 10 cannot be read): save it as UTF-8" == refusal(path)
+    assert (
+        f"{path} is not UTF-8 text (line 2, byte 10: 0xe9 cannot be read as UTF-8; it may be "
+        "Windows-1252 or Latin-1): save it as UTF-8"
+    ) == refusal(path)
+
+
+def test_bytes_no_code_page_reads_get_no_guess(tmp_path: pathlib.Path) -> None:
+    """0x81 is no Windows-1252 character: no guess is offered, on the right line of \\r ends."""
+    path = write(tmp_path, "p.txt", b"a cat\r\nan owl\rx\x81\n")
+    assert (
+        f"{path} is not UTF-8 text (line 3, byte 15: 0x81 cannot be read as UTF-8): save it "
+        "as UTF-8"
+    ) == refusal(path)
+
+
+UNICODE_FILES = [
+    ("utf-16-le", b"", "UTF-16 text (little-endian, without a byte order mark)"),
+    ("utf-16-be", b"", "UTF-16 text (big-endian, without a byte order mark)"),
+    ("utf-16-le", b"\xff\xfe", "UTF-16 text (little-endian, with a byte order mark)"),
+    ("utf-16-be", b"\xfe\xff", "UTF-16 text (big-endian, with a byte order mark)"),
+    ("utf-32-le", b"\xff\xfe\x00\x00", "UTF-32 text (little-endian, with a byte order mark)"),
+    ("utf-32-be", b"\x00\x00\xfe\xff", "UTF-32 text (big-endian, with a byte order mark)"),
+]
+
+
+@pytest.mark.parametrize("name", ["p.txt", "p.jsonl", "p.csv"])
+@pytest.mark.parametrize(
+    ("codec", "mark", "encoding"), UNICODE_FILES, ids=[row[2] for row in UNICODE_FILES]
+)
+def test_utf16_and_utf32_files_are_refused_naming_their_encoding(
+    tmp_path: pathlib.Path, name: str, codec: str, mark: bytes, encoding: str
+) -> None:
+    """What Windows calls "Unicode" text is named, with how to save the file as UTF-8."""
+    path = write(tmp_path, name, mark + '"prompt"\n"a fox"\n'.encode(codec))
+    assert (
+        f"{path} is {encoding}; prompt files must be UTF-8: save it as UTF-8 (in a "
+        "spreadsheet, as 'CSV UTF-8'; in an editor, with the encoding UTF-8)"
+    ) == refusal(path)
 
 
 @pytest.mark.parametrize("name", ["p.txt", "p.jsonl", "p.csv"])
 def test_nul_bytes_are_refused_as_binary(tmp_path: pathlib.Path, name: str) -> None:
-    """UTF-16 without a BOM is valid UTF-8 full of NULs: refused, not sent as prompts."""
-    path = write(tmp_path, name, "prompt\na fox\n".encode("utf-16-le"))
-    assert f"{path} is not a text file (NUL byte at byte 1): save it as UTF-8 text" == refusal(path)
+    """A NUL in otherwise UTF-8 text: refused, naming its line and offset, not sent as prompts."""
+    path = write(tmp_path, name, b"prompt\na f\x00x\n")
+    assert (
+        f"{path} is not a text file (NUL byte on line 2, byte 10): save it as UTF-8 text"
+    ) == refusal(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("p.txt", "{}\n"), ("p.jsonl", '"{}"\n'), ("p.csv", "prompt\n{}\n")],
+)
+def test_a_prompt_longer_than_the_limit_names_its_line(
+    tmp_path: pathlib.Path, name: str, text: str
+) -> None:
+    """A pasted 120,004-character prompt is refused before anything is sent, with its line."""
+    line = 2 if name == "p.csv" else 1
+    path = write(tmp_path, name, text.format("a red fox " * 12_000 + "snow"))
+    assert (
+        f"{path} has 1 bad row(s); nothing was sent:\n  {path}, line {line}: prompt is 120,004 "
+        "characters long; at most 4,000 are allowed (starts 'a red fox a red fox a red fox a "
+        "red fox '): shorten it"
+    ) == refusal(path)
 
 
 @pytest.mark.parametrize("name", ["prompts.json", "prompts.tsv", "prompts"])

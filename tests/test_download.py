@@ -37,7 +37,8 @@ INFO = f"{API}/content/image/infobymodelid"
 PROMPT = "a red fox in fresh snow, watercolour"
 URL = "https://cdn.akool.test/results/fox.png"
 RETRY = ak.RetryPolicy(attempts=3, wait_initial=1.0, wait_max=4.0, jitter=False)
-PNG = quadrant_png(PROMPT, ak.Scale.RATIO_1_1, 1, seed=3, long_side=48)
+# Over 2 KiB: the streaming tests cut it into more than eight chunks of 256 bytes.
+PNG = quadrant_png(PROMPT, ak.Scale.RATIO_1_1, 1, seed=3, long_side=96)
 # The smallest byte strings each format check accepts: magic at the start, the ending at the end.
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(40) + b"\xff\xd9"
 WEBP = b"RIFF" + (4 + 40).to_bytes(4, "little") + b"WEBPVP8 " + bytes(36)

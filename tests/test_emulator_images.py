@@ -7,15 +7,17 @@ import io
 import itertools
 import math
 import os
+import random
 import struct
 import subprocess
 import sys
+import zlib
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
 import akool_async as ak
-from akool_async.testing import _images
+from akool_async.testing import _images, _png
 from akool_async.testing._images import (
     grid_png,
     png_size,
@@ -63,7 +65,12 @@ def _chunk_types(data: bytes) -> list[bytes]:
 
 
 def _clear_caches() -> None:
-    for cached in (_images._grid_png, _images._quadrant_png, _images._upscale_png):
+    for cached in (
+        _images._grid_files,
+        _images._upscale_png,
+        _images._grid_tops,
+        _images._tile_top,
+    ):
         cached.cache_clear()
 
 
@@ -184,7 +191,7 @@ def test_repeated_requests_are_served_from_the_cache() -> None:
     first = grid_png(PROMPT, ak.Scale.RATIO_1_1, seed=3, long_side=SMALL)
 
     assert first is grid_png(PROMPT, ak.Scale.RATIO_1_1, seed=3, long_side=SMALL)
-    assert 1 == _images._grid_png.cache_info().hits
+    assert 1 == _images._grid_files.cache_info().hits
 
 
 def test_a_plain_string_scale_draws_the_same_image() -> None:
@@ -350,3 +357,109 @@ def test_png_size_rejects_anything_but_a_png(data: bytes) -> None:
     """Bytes that are not a PNG, or too short to hold its header, are a ValueError."""
     with pytest.raises(ValueError, match="not a PNG"):
         png_size(data)
+
+
+# -- cheap pictures: cached looks, a caption per job, rows compressed once ------------------------
+
+
+def _same_look_seeds(scale: ak.Scale, count: int) -> list[int]:
+    """Seeds whose grids of PROMPT draw the same cached picture (only their captions differ)."""
+    looks: dict[int, list[int]] = {}
+    for seed in itertools.count():
+        look = _images._look_of(_images._Subject(PROMPT, scale.value, seed))
+        looks.setdefault(look.number, []).append(seed)
+        if len(looks[look.number]) == count:
+            return looks[look.number]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def test_every_job_gets_its_own_bytes() -> None:
+    """200 jobs of one prompt: 1,000 files (grids and quadrants), no two alike."""
+    digests = {
+        hashlib.sha256(data).hexdigest()
+        for seed in range(200)
+        for data in (
+            grid_png(PROMPT, ak.Scale.RATIO_1_1, seed=seed, long_side=SMALL),
+            *(
+                quadrant_png(PROMPT, ak.Scale.RATIO_1_1, q, seed=seed, long_side=SMALL)
+                for q in QUADRANTS
+            ),
+        )
+    }
+
+    assert 1000 == len(digests)
+
+
+def test_jobs_sharing_a_picture_differ_in_their_caption_band_only() -> None:
+    """Two seeds of one look: the same pixels above the caption band, different bytes overall."""
+    first_seed, second_seed = _same_look_seeds(ak.Scale.RATIO_1_1, 2)
+    first = _decode(grid_png(PROMPT, ak.Scale.RATIO_1_1, seed=first_seed))
+    second = _decode(grid_png(PROMPT, ak.Scale.RATIO_1_1, seed=second_seed))
+    band_top = _images._layout((512, 512)).band_top
+
+    assert first.crop((0, 0, 1024, band_top)).tobytes() == (
+        second.crop((0, 0, 1024, band_top)).tobytes()
+    )
+    assert first.crop((0, band_top, 1024, 512)).tobytes() != (
+        second.crop((0, band_top, 1024, 512)).tobytes()
+    )
+    assert 1 == _images._grid_tops.cache_info().misses
+
+
+@pytest.mark.parametrize("long_side", [1, 2, 5, 24, 48])
+def test_tiny_pictures_keep_their_sizes(long_side: int) -> None:
+    """Sizes so small the caption band is the whole quadrant still give PNGs of the right size."""
+    for scale in SCALES:
+        width, height = quadrant_size(scale, long_side=long_side)
+        assert (2 * width, 2 * height) == _decode(
+            grid_png(PROMPT, scale, seed=1, long_side=long_side)
+        ).size
+        assert (width, height) == _decode(
+            quadrant_png(PROMPT, scale, 3, seed=1, long_side=long_side)
+        ).size
+        assert (2 * width, 2 * height) == _decode(
+            upscale_png(PROMPT, scale, 2, seed=1, long_side=long_side)
+        ).size
+
+
+def _noise(size: tuple[int, int], seed: int) -> Image.Image:
+    rng = random.Random(seed)
+    return Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
+
+
+def test_joined_rows_decode_to_the_stacked_images() -> None:
+    """Rows compressed apart and joined decode, by Pillow and by zlib, to the images stacked."""
+    parts = [_noise((37, 5), 1), _noise((37, 0), 2), _noise((37, 11), 3), _noise((37, 1), 4)]
+    data = _png.png_from_rows([_png.compress_rows(part) for part in parts])
+
+    stacked = Image.new("RGB", (37, 17))
+    top = 0
+    for part in parts:
+        stacked.paste(part, (0, top))
+        top += part.height
+    decoded = _decode(data)
+    assert ((37, 17), "RGB") == (decoded.size, decoded.mode)
+    assert stacked.tobytes() == decoded.tobytes()
+    assert {b"IHDR", b"IDAT", b"IEND"} == set(_chunk_types(data))
+
+
+@pytest.mark.parametrize("sizes", [(0, 0), (1, 0), (0, 7), (5, 65521), (65521, 3), (1, 200_000)])
+def test_checksums_combine_as_if_computed_at_once(sizes: tuple[int, int]) -> None:
+    """Adler-32 of two parts, combined, equals zlib's Adler-32 of the two laid end to end."""
+    rng = random.Random(sum(sizes))
+    first, second = (bytes([255]) * size if size > 100 else rng.randbytes(size) for size in sizes)
+
+    combined = _png._adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+
+    assert zlib.adler32(first + second) == combined
+
+
+def test_rows_of_different_widths_do_not_join() -> None:
+    """Joining rows of two widths, or none, is a ValueError naming the widths."""
+    rows = [_png.compress_rows(_noise((4, 2), 1)), _png.compress_rows(_noise((5, 2), 1))]
+    with pytest.raises(
+        ValueError, match=r"rows to join must share one width \(got widths \[4, 5\]\)"
+    ):
+        _png.png_from_rows(rows)
+    with pytest.raises(ValueError, match=r"got widths \[\]"):
+        _png.png_from_rows([])

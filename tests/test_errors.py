@@ -10,9 +10,16 @@ import pytest
 
 import akool_async as ak
 from akool_async._errors import error_for_code
+from akool_async.testing import AkoolEmulator
 from conftest import FakeAkool, envelope
 from samples import DOCUMENTED_CODES, IMAGE_INFO_PATH, UNVERIFIED_CODES
 
+BUTTON_PATH = "/api/open/v3/content/image/createbybutton"
+BUTTON_HINT = (
+    "press buttons only after the grid job completed (await job.wait() first, or use "
+    "job.upscale(n) / job.vary(n), which wait), each button once, and only on a prompt's grid: "
+    "follow-up jobs have no buttons"
+)
 EXPECTED_CLASSES: dict[int, type[ak.APIError]] = {
     1003: ak.ParameterError,
     1008: ak.ContentNotFound,
@@ -46,9 +53,31 @@ def test_error_for_code_maps_to_class(code: int) -> None:
     """error_for_code builds the code's own class with code, msg and endpoint."""
     error = error_for_code(code, MESSAGES[code], endpoint=IMAGE_INFO_PATH)
 
+    hint = f" ({BUTTON_HINT})" if code == 1010 else ""
     assert EXPECTED_CLASSES[code] is type(error)
     assert (code, MESSAGES[code], IMAGE_INFO_PATH) == (error.code, error.msg, error.endpoint)
-    assert f"Akool answered code {code} from {IMAGE_INFO_PATH}: {MESSAGES[code]}" == str(error)
+    assert f"Akool answered code {code} from {IMAGE_INFO_PATH}: {MESSAGES[code]}{hint}" == str(
+        error
+    )
+
+
+@pytest.mark.anyio
+async def test_a_button_pressed_before_the_grid_completed_says_to_wait() -> None:
+    """createbybutton at once after createbyprompt: Akool's bare 1010, with what to do."""
+    emulator = AkoolEmulator()
+    async with (
+        emulator.client() as http,
+        ak.AkoolSession(api_key=emulator.api_key, http_client=http) as session,
+    ):
+        info = await session.create_by_prompt("a red fox in snow")
+        with pytest.raises(ak.OperationNotAllowed) as caught:
+            await session.create_by_button(info.id, "U1")
+
+    assert (
+        f"Akool answered code 1010 from {BUTTON_PATH}: You can not operate this content "
+        f"({BUTTON_HINT})"
+    ) == str(caught.value)
+    assert 0 == emulator.button_presses[(info.id, "U1")]
 
 
 def test_error_for_unknown_code_is_plain_api_error() -> None:
@@ -132,7 +161,7 @@ PUBLIC_ERRORS = [
 
 def test_public_error_list_is_complete() -> None:
     """Every exception the package exports is counted here (guards the next test)."""
-    assert 32 == len(PUBLIC_ERRORS)
+    assert 33 == len(PUBLIC_ERRORS)
 
 
 @pytest.mark.parametrize("cls", PUBLIC_ERRORS, ids=lambda cls: cls.__name__)
@@ -201,6 +230,7 @@ PICKLE_CASES: list[tuple[str, Callable[[], BaseException]]] = [  # (test id, bui
     ("rate-limited-retry-after", _rate_limited),
     ("invalid-input", lambda: ak.InvalidInput("scale must be one of ... (got '5:4')")),
     ("missing-credentials", lambda: ak.MissingCredentials("no Akool credentials")),
+    ("missing-dependency", lambda: ak.MissingDependency("needs h2", name="h2")),
     ("connect", lambda: ak.ConnectError("could not connect", endpoint="/p")),
     ("request-timeout", lambda: ak.RequestTimeout("timed out", endpoint="/p")),
     ("remote-protocol", lambda: ak.RemoteProtocolError("broke", endpoint="/p")),

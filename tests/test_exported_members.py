@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 import types
 
 import pytest
@@ -108,3 +110,27 @@ def test_testing_exports_report_their_package() -> None:
     assert {"akool_async.testing"} == {getattr(testing, name).__module__ for name in classes}
     assert public == set(testing.__all__)
     assert sorted(testing.__all__, key=_isort_style_key) == list(testing.__all__)
+
+
+SILENT_UNTIL_CONFIGURED = """
+import logging
+import akool_async
+logging.getLogger("akool_async._wire").warning("retry 1 of 4 (before any configuration)")
+logging.getLogger("elsewhere").warning("an application warning")
+logging.basicConfig(format="%(name)s: %(message)s")
+logging.getLogger("akool_async._wire").warning("retry 2 of 4 (after basicConfig)")
+"""
+
+
+def test_the_sdk_logs_nothing_until_the_application_configures_logging() -> None:
+    """A NullHandler on akool_async: no last-resort stderr output, then records once configured."""
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", SILENT_UNTIL_CONFIGURED],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    expected = "an application warning\nakool_async._wire: retry 2 of 4 (after basicConfig)\n"
+    assert expected == done.stderr

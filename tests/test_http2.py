@@ -31,7 +31,7 @@ def test_http2_must_be_a_bool(value: Any) -> None:
 
 
 def test_http2_without_h2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the h2 package, the session says which extra to install, before any request."""
+    """Without h2, an AkoolError that is also an ImportError says what to install, up front."""
     real_find_spec = importlib.util.find_spec
 
     def find_spec(name: str, *args: Any) -> Any:
@@ -39,10 +39,20 @@ def test_http2_without_h2_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
-    with pytest.raises(ImportError) as caught:
+    with pytest.raises(ak.AkoolError) as caught:
         ak.AkoolSession(api_key="k", http2=True)
 
-    assert "pip install 'akool-async[http2]'" in str(caught.value)
+    error = caught.value
+    assert (ak.MissingDependency, True, "h2") == (
+        type(error),
+        isinstance(error, ImportError),
+        error.name,
+    )
+    assert (
+        "http2=True needs the h2 package, which is not installed: install the package's http2 "
+        "extra (pip install '.[http2]' from a checkout) or h2 itself (pip install h2); or leave "
+        "http2 off"
+    ) == str(error)
 
 
 @pytest.mark.real_time  # real sockets need real time

@@ -76,6 +76,87 @@ async def test_non_string_prompt_refused(
     assert [] == fake.requests
 
 
+@pytest.mark.anyio
+async def test_a_prompt_over_the_limit_is_refused_before_sending(
+    fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """A 120,004-character prompt: InvalidInput naming its length and the limit, nothing sent."""
+    fake.on(CREATE_BY_PROMPT_PATH, CREATE_BY_PROMPT_RESPONSE)
+    pasted = "a red fox " * 12_000 + "snow"
+    expected = (
+        "prompt is 120,004 characters long; at most 4,000 are allowed "
+        "(starts 'a red fox a red fox a red fox a red fox '): shorten it"
+    )
+    async with make_session() as session:
+        for call in (
+            session.create_by_prompt(pasted),
+            session.generate(pasted),
+            session.generate_many(["a cat", pasted]),
+        ):
+            with pytest.raises(ak.InvalidInput) as raised:
+                await call
+            assert expected == str(raised.value)
+        longest = await session.create_by_prompt("x" * ak.MAX_PROMPT_LENGTH)
+
+    assert 4000 == ak.MAX_PROMPT_LENGTH
+    assert ["x" * 4000] == [FakeAkool.body(request)["prompt"] for request in fake.requests]
+    assert longest.id
+
+
+@pytest.mark.anyio
+async def test_the_prompt_limit_is_a_session_option(
+    fake: FakeAkool, make_session: Callable[..., ak.AkoolSession]
+) -> None:
+    """max_prompt_length= moves the bound both ways; a prompt at it is sent, one over is not."""
+    fake.on(CREATE_BY_PROMPT_PATH, CREATE_BY_PROMPT_RESPONSE)
+    async with make_session(max_prompt_length=10) as session:
+        with pytest.raises(ak.InvalidInput, match="prompt is 11 characters long; at most 10"):
+            await session.create_by_prompt("x" * 11)
+        await session.create_by_prompt("x" * 10)
+    async with make_session(max_prompt_length=10_000) as session:
+        await session.create_by_prompt("x" * 10_000)
+
+    assert ["x" * 10, "x" * 10_000] == [FakeAkool.body(r)["prompt"] for r in fake.requests]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4000", None])
+def test_a_bad_prompt_limit_is_refused(bad: Any) -> None:
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(api_key="k", max_prompt_length=bad)
+    assert f"max_prompt_length must be a whole number of characters >= 1 (got {bad!r})" == str(
+        raised.value
+    )
+
+
+# -- poll policy ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [({"target_lag": 0.1}, ("0.1", "0.25")), ({"target_lag": 2, "min_interval": 5}, ("2", "5"))],
+)
+def test_a_target_lag_below_min_interval_is_refused(
+    options: dict[str, float], shown: tuple[str, str]
+) -> None:
+    """A lag the poller could never keep is refused, naming both values, not clamped silently."""
+    lag, interval = shown
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.PollPolicy(**options)
+
+    assert (
+        f"PollPolicy.target_lag ({lag}) must not be below min_interval ({interval}), the "
+        "shortest gap between two reads of a job: lower min_interval too, e.g. "
+        f"PollPolicy(target_lag={lag}, min_interval={lag})"
+    ) == str(raised.value)
+
+
+def test_a_target_lag_equal_to_min_interval_is_taken() -> None:
+    """The bound is inclusive: a read every min_interval can keep a lag of min_interval."""
+    policy = ak.PollPolicy(target_lag=0.1, min_interval=0.1)
+
+    assert (0.1, 0.1) == (policy.target_lag, policy.min_interval)
+
+
 # -- scale ----------------------------------------------------------------------------------------
 
 

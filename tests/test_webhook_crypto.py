@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import akool_async as ak
 from akool_async import _webhook_crypto as crypto
 from akool_reference import (
     ref_cbc_encrypt_raw,
@@ -358,14 +359,17 @@ def test_make_envelope_refuses_what_json_cannot_encode() -> None:
 
 
 def test_missing_cryptography_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without cryptography, encrypt and decrypt raise ImportError naming the extra."""
+    """Without cryptography, encrypt and decrypt raise MissingDependency (an AkoolError and an
+    ImportError) naming the extra: the package is installed from a checkout, not PyPI."""
     for name in list(sys.modules):
         if name == "cryptography" or name.startswith("cryptography."):
             monkeypatch.setitem(sys.modules, name, None)
 
-    with pytest.raises(ImportError, match=r"pip install 'akool-async\[webhooks\]'"):
+    hint = r"install the package's webhooks extra \(pip install '\.\[webhooks\]' from a checkout\)"
+    with pytest.raises(ak.MissingDependency, match=hint) as raised:
         crypto.encrypt(b"x", client_id=CLIENT_ID, client_secret=SECRET_24)
-    with pytest.raises(ImportError, match=r"pip install 'akool-async\[webhooks\]'"):
+    assert isinstance(raised.value, ImportError)
+    with pytest.raises(ak.MissingDependency, match=hint):
         crypto.decrypt("AAAAAAAAAAAAAAAAAAAAAA==", client_id=CLIENT_ID, client_secret=SECRET_24)
     # The signature is hashlib only.
     assert ref_signature("a", 1, "b", "c") == crypto.signature("a", 1, "b", "c")

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 import akool_async as ak
 from akool_async import _bounded_json as bounded_json
+from akool_async._constants import CALLBACK_BODY_DEADLINE
 from akool_async._serve import serve_asgi
 from akool_async.webhooks import (
     MAX_BODY_BYTES,
@@ -38,6 +39,7 @@ from akool_async.webhooks import (
     WebhookVerificationError,
     WebhookVerifier,
 )
+from akool_async.webhooks import _receiver as receiver_module
 from akool_reference import ref_cbc_encrypt_raw, ref_decrypt, ref_encrypt, ref_iv, ref_pad
 from conftest import CLIENT_ID, CLIENT_SECRET
 
@@ -488,6 +490,78 @@ async def test_a_sender_that_leaves_mid_body_is_refused_and_counted() -> None:
 
     assert (refusal_messages(), 1) == (answer.messages, answer.chunks_read)
     assert ({"disconnected": 1}, 0) == (dict(app.rejected), app.accepted)
+
+
+@pytest.mark.anyio
+async def test_a_sender_that_trickles_its_body_is_refused_at_the_deadline() -> None:
+    """A slowloris sender (a byte now and then, never the whole body) is refused with the one
+    answer once the body deadline has passed (virtual time), and counted as too slow."""
+    app = receiver()
+    started = anyio.current_time()
+    received = 0
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal received
+        received += 1
+        await anyio.sleep(5)
+        return {"type": "http.request", "body": b"{", "more_body": True}
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/akool/webhook", "headers": []}
+    await app(scope, receive, send)
+
+    assert CALLBACK_BODY_DEADLINE == anyio.current_time() - started
+    assert (400, REFUSAL) == (sent[0]["status"], sent[1]["body"])
+    assert ({"too_slow": 1}, 0) == (dict(app.rejected), app.accepted)
+    assert 2 == received  # one byte by 5 s; the second read is cut short at 10 s
+
+
+@pytest.mark.real_time
+@pytest.mark.anyio
+async def test_slow_senders_over_a_real_server_are_let_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through hypercorn: twenty connections that send headers then trickle the body each get
+    the one refusal once the (shortened) deadline passes, and a genuine sender meanwhile gets
+    its 200: slow senders hold nothing for long."""
+    monkeypatch.setattr(receiver_module, "CALLBACK_BODY_DEADLINE", 0.5)
+    app = receiver()
+    head = b"POST /akool/webhook HTTP/1.1\r\nhost: x\r\ncontent-length: 60000\r\n\r\n"
+
+    async def slow_sender(url: httpx.URL, answers: list[bytes]) -> None:
+        async with await anyio.connect_tcp(url.host, url.port or 80) as stream:
+            await stream.send(head)
+            answer = b""
+            with anyio.move_on_after(5):
+                while b"invalid callback" not in answer:
+                    with anyio.move_on_after(0.1):
+                        answer += await stream.receive()
+                    if b"invalid callback" not in answer:
+                        await stream.send(b"{")
+            answers.append(answer)
+
+    answers: list[bytes] = []
+    started = time.perf_counter()
+    async with serve_asgi(app) as base:
+        url = httpx.URL(base)
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(slow_sender, url, answers)
+            async with httpx.AsyncClient(base_url=base) as client:
+                genuine = await client.post(
+                    "/akool/webhook", content=dumps(sealed(dumps(COMPLETED)))
+                )
+    elapsed = time.perf_counter() - started
+
+    assert 200 == genuine.status_code
+    assert 20 == len(answers)
+    assert all(answer.startswith(b"HTTP/1.1 400") for answer in answers), answers[:1]
+    assert {"too_slow": 20} == dict(app.rejected)
+    assert elapsed < 5
 
 
 class BrokenVerifier(WebhookVerifier):

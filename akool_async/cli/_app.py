@@ -1,55 +1,62 @@
-"""``akool-async``: credentials, the emulator switch, the batch flow and the single-job commands."""
+"""``akool-async``: the batch flow (``batch``, ``generate``, ``demo``), Ctrl+C, and ``main``.
+
+The single-job commands are in `_jobs`; what every command shares (its session, its log lines,
+its output folder) is in `_shared`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import pathlib
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
-import attrs
 import httpx
 
 from akool_async._errors import (
     AkoolError,
     InvalidInput,
-    JobFailed,
     MissingCredentials,
     WaitTimeout,
 )
-from akool_async._models import ImageInfo, Scale
-from akool_async._paths import files_in, image_suffix, safe_stem
-from akool_async._polling import PollPolicy
+from akool_async._models import Scale
 from akool_async._session import AkoolSession
 
 from ._args import EMULATOR, PROG, parse_args
 from ._batch import BatchAborted, BatchOptions, BatchRunner, Tally
+from ._failures import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CommandError,
+    explain,
+    is_unreachable,
+    os_error,
+    unreachable_message,
+)
+from ._interrupt import Interruption
+from ._jobs import JOB_COMMANDS, refuse_fresh_emulator
 from ._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
 from ._manifest import MANIFEST_NAME, ManifestLine, OutputStatus, final_status
 from ._report import JsonReporter, PlainReporter, RichReporter, Summary, make_reporter, write_out
 from ._rows import Row, UsageError, check_row, parse_quadrants, plan_tasks, read_rows, slug
+from ._shared import IN_PROCESS_ENDPOINT, build_session, check_out, make_out, route_logs, tell
 
 __all__ = ["main"]
 
 EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
-# With --emulator the target lag shrinks with --time-scale, but not below this floor, which keeps
-# a sped-up run from spending its time on status requests.
-_SHORTEST_EMULATED_LAG: Final = 0.1
-IN_PROCESS_ENDPOINT: Final = "in-process emulator"
 LOCK_NAME: Final = ".akool-journal.lock"
-_BALANCE_WAIT: Final = 5.0  # seconds the optional balance read may take
-_QUADRANTS: Final = 4
+_BALANCE_WAIT: Final = 5.0  # seconds the optional balance read after a batch may take
+# Seconds the first request of a batch (the balance) may take with its retries: enough for five
+# quick failures to connect (refused, no such host, TLS), which then stop the batch at once.
+_FIRST_REQUEST_WAIT: Final = 15.0
 
 DEMO_PROMPTS: Final = (
     ("a red fox in fresh snow, morning light", "16:9"),
@@ -59,6 +66,7 @@ DEMO_PROMPTS: Final = (
     ("a steaming bowl of ramen, studio photo", "4:3"),
     ("a watercolour map of an imaginary island", "3:2"),
 )
+
 
 _NO_CREDENTIALS: Final = (
     "no Akool credentials found. Set AKOOL_API_KEY (or AKOOL_TOKEN, or AKOOL_CLIENT_ID and "
@@ -73,114 +81,27 @@ logger = logging.getLogger("akool_async")
 # -- sessions ------------------------------------------------------------------------------------
 
 
-def _emulator_grid_seconds() -> float:
-    """A typical grid's duration (queue, render, quadrants) under the emulator's default timings.
-
-    At time scale 1: about 46 s. Imports the emulator, so only for ``--emulator``.
-    """
-    from akool_async.testing import (  # noqa: PLC0415 - the emulator extra
-        Duration,
-        EmulatorTimings,
-        Mixture,
-        Pareto,
-    )
-
-    def typical(law: Duration | Mixture | Pareto) -> float:
-        if isinstance(law, Duration):
-            return law.median
-        if isinstance(law, Pareto):
-            return law.minimum * 2 ** (1 / law.shape)  # its median
-        total = sum(weight for weight, _ in law.components)
-        return sum(weight * typical(part) for weight, part in law.components) / total
-
-    timings = EmulatorTimings()
-    return sum(map(typical, (timings.grid_queue, timings.grid_processing, timings.quadrant_lag)))
-
-
-def _poll_policy(options: argparse.Namespace, *, emulated: bool) -> PollPolicy:
-    policy = PollPolicy()
-    expected = options.expected_duration
-    lag = options.target_lag
-    if emulated:
-        # The emulator's jobs take --time-scale times its default timings: so do these defaults.
-        expected = expected or _emulator_grid_seconds() * options.time_scale
-        lag = lag or max(policy.target_lag * options.time_scale, _SHORTEST_EMULATED_LAG)
-    if expected is not None:
-        policy = attrs.evolve(policy, expected_duration=expected)
-    if lag is not None:
-        policy = attrs.evolve(policy, target_lag=lag, min_interval=min(policy.min_interval, lag))
-    return policy
-
-
-async def _build_session(
-    options: argparse.Namespace, stack: contextlib.AsyncExitStack, *, max_jobs: int = 100
-) -> tuple[AkoolSession, str]:
-    """The session a command runs in (not yet open: nothing sent), and what its ids belong to.
-
-    Raises:
-        MissingCredentials: Neither flags nor ``AKOOL_*`` variables give credentials.
-    """
-    if options.emulator:
-        from akool_async.testing import AkoolEmulator  # noqa: PLC0415 - the emulator extra
-
-        emulator = AkoolEmulator(time_scale=options.time_scale, seed=options.seed)
-        http = await stack.enter_async_context(emulator.client(timeout=30.0))
-        session = AkoolSession(
-            api_key=emulator.api_key,
-            http_client=http,
-            poll_policy=_poll_policy(options, emulated=True),
-            max_jobs_in_flight=max_jobs,
-        )
-        return session, IN_PROCESS_ENDPOINT
-    session = AkoolSession(
-        api_key=options.api_key,
-        token=options.token,
-        client_id=options.client_id,
-        client_secret=options.client_secret,
-        base_url=options.base_url,
-        poll_policy=_poll_policy(options, emulated=False),
-        max_jobs_in_flight=max_jobs,
-    )
-    return session, str(session.base_url)
-
-
-@contextlib.asynccontextmanager
-async def open_session(options: argparse.Namespace) -> AsyncGenerator[AkoolSession]:
-    """An open session for a single-job command."""
-    async with contextlib.AsyncExitStack() as stack:
-        session, _ = await _build_session(options, stack)
-        yield await stack.enter_async_context(session)
-
-
-def _emit(options: argparse.Namespace, data: dict[str, Any], text: Sequence[str]) -> None:
-    if options.json:
-        write_out(sys.stdout, json.dumps(data, ensure_ascii=False, default=str) + "\n")
-    else:
-        write_out(sys.stdout, "".join(line + "\n" for line in text))
-
-
-def _describe_info(info: ImageInfo) -> list[str]:
-    lines = [f"job {info.id}: {info.status.name.lower()}"]
-    if info.parent_id:
-        lines.append(f"  made by {info.op_button or '?'} on job {info.parent_id}")
-    if info.image:
-        lines.append(f"  image: {info.image}")
-    for number, url in enumerate(info.upscaled_urls, start=1):
-        lines.append(f"  quadrant {number}: {url}")
-    if info.buttons:
-        lines.append(f"  buttons: {' '.join(info.buttons)}")
-    if info.expires_at is not None:
-        lines.append(f"  results expire: {info.expires_at:%Y-%m-%d %H:%M} UTC")
-    return lines
-
-
 # -- batch and generate --------------------------------------------------------------------------
 
 
-async def _check_out(out: pathlib.Path) -> None:
-    path = anyio.Path(out)
-    if await path.exists() and not await path.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder: choose a folder for the results")
+def _unknown_choices(
+    options: argparse.Namespace,
+) -> tuple[bool | frozenset[int], bool | frozenset[int]]:
+    """``--resubmit-unknown`` and ``--accept-unknown``: each row may have one of them at most."""
+    resubmit = getattr(options, "resubmit_unknown", False)
+    accept = getattr(options, "accept_unknown", False)
+    if resubmit is False or accept is False:
+        return resubmit, accept
+    if resubmit is True or accept is True:
+        both = "every row"
+    else:
+        both = "row(s) " + ",".join(map(str, sorted(resubmit & accept)))
+        if not resubmit & accept:
+            return resubmit, accept
+    raise UsageError(
+        f"--resubmit-unknown and --accept-unknown both name {both}: choose one of them for each "
+        "row (e.g. --resubmit-unknown 3 --accept-unknown 5,7)"
+    )
 
 
 async def _run_batch(
@@ -190,10 +111,12 @@ async def _run_batch(
     out: pathlib.Path,
     journal_path: str | None,
     title: str,
+    interruption: Interruption,
 ) -> int:
     upscale = parse_quadrants("--upscale", options.upscale)
     vary = parse_quadrants("--vary", options.vary)
-    await _check_out(out)
+    resubmit, accept = _unknown_choices(options)
+    await check_out(out)
     stem = None
     if journal_path is None:  # a one-off generate: names that do not collide with earlier ones
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -201,10 +124,10 @@ async def _run_batch(
     planned = plan_tasks(rows, upscale=upscale, vary=vary, stem=stem)
     async with contextlib.AsyncExitStack() as stack:
         # Credentials are checked before the folder, its lock or its journal are made.
-        session, endpoint = await _build_session(
+        session, endpoint = await build_session(
             options, stack, max_jobs=max(options.concurrency * 5, 100)
         )
-        await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+        await make_out(out)
         if journal_path is not None:
             stack.push_async_callback(_release, await _lock(out))
         journal = await stack.enter_async_context(
@@ -213,7 +136,7 @@ async def _run_batch(
         report = await journal.sync(planned)
         tally = Tally()
         reporter = make_reporter(tally, json_lines=options.json, title=title)
-        stack.callback(_route_logs(options, reporter))
+        stack.callback(route_logs(options, reporter))
         await stack.enter_async_context(session)
         runner = BatchRunner(
             session,
@@ -223,7 +146,8 @@ async def _run_batch(
                 out=out,
                 concurrency=options.concurrency,
                 quadrants=options.quadrants,
-                resubmit_unknown=getattr(options, "resubmit_unknown", False),
+                resubmit_unknown=resubmit,
+                accept_unknown=accept,
                 manifest=journal_path is not None,
             ),
             reporter,
@@ -238,6 +162,7 @@ async def _run_batch(
             rows,
             manifest=out / MANIFEST_NAME if journal_path is not None else None,
             list_files=journal_path is None and not options.json,
+            interruption=interruption,
         )
 
 
@@ -249,42 +174,75 @@ async def _drive(
     *,
     manifest: pathlib.Path | None,
     list_files: bool,
+    interruption: Interruption,
 ) -> int:
     """Run a prepared batch with its display: notes, balance, the run, the summary."""
     out = runner.options.out
     rows_to_run = await runner.prepare()
     notes = _start_notes(report, runner.journal, rows, out, journaled=manifest is not None)
     before = after = None
-    if rows_to_run:
-        before = await _balance(runner.session)
-        if before is not None:
-            notes.append(f"Credit balance: {before:g}")
-    else:
-        notes.append("Nothing to do: every row is finished and its files check out.")
-    reporter.start(notes)
     aborted: BatchAborted | None = None
-    with reporter.running():
-        try:
-            await runner.run(rows_to_run)
-        except BatchAborted as error:
-            # The runner stops its rows itself and raises this one error, ungrouped.
-            aborted = error
-    if rows_to_run:
+    with anyio.CancelScope() as work:
+
+        def stop() -> int:
+            work.cancel()  # the balance read, or the rows (a create already sent is shielded)
+            return runner.interrupt()
+
+        with interruption.graceful(stop):
+            if rows_to_run:
+                before = await _balance(runner.session, first=True)
+                if before is not None:
+                    notes.append(f"Credit balance: {before:g}")
+            else:
+                notes.append("Nothing to do: every row is finished and its files check out.")
+            reporter.start(notes)
+            with reporter.running():
+                try:
+                    await runner.run(rows_to_run)
+                except BatchAborted as error:
+                    # The runner stops its rows itself and raises this one error, ungrouped.
+                    aborted = error
+    unreachable = aborted is not None and is_unreachable(aborted.__cause__ or aborted)
+    if runner.interrupted:
+        await runner.write_manifest()
+    elif rows_to_run and not unreachable:
         after = await _balance(runner.session)
     lines = runner.manifest_lines()
     summary = _summarise(
-        runner.tally, lines, report.removed, before=before, after=after, manifest=manifest
+        runner.tally,
+        lines,
+        report.removed,
+        before=before,
+        after=after,
+        manifest=manifest,
+        interrupted=runner.interrupted,
     )
     reporter.finish(summary)
-    if aborted is not None:
-        sys.stderr.write(
-            f"{PROG}: stopped: Akool refused a create ({aborted}); nothing more was sent. "
-            "Fix it and run the same command again to go on.\n"
+    if runner.interrupted:
+        tell(
+            "interrupted: every create that was sent has its answer recorded; run the same "
+            "command again to go on"
         )
+        return EXIT_INTERRUPTED
+    if aborted is not None:
+        tell(_aborted_message(aborted, str(runner.session.base_url)))
         return EXIT_FAILED
     if list_files:
         write_out(sys.stdout, "".join(f"{out / line.file}\n" for line in lines if line.file))
     return summary.exit_status
+
+
+def _aborted_message(aborted: BatchAborted, base_url: str) -> str:
+    cause = aborted.__cause__
+    if cause is not None and is_unreachable(cause):
+        return (
+            f"stopped: {unreachable_message(cause, base_url)}. Nothing more was sent; run the "
+            "same command again to go on."
+        )
+    return (
+        f"stopped: Akool refused a create ({aborted}); nothing more was sent. Fix it and run "
+        "the same command again to go on."
+    )
 
 
 async def _release(lock: Any) -> None:
@@ -305,15 +263,24 @@ async def _lock(out: pathlib.Path) -> Any:
     return lock
 
 
-async def _balance(session: AkoolSession) -> float | None:
-    # Nice to show, never worth holding the batch for: one short try, no long backoff.
-    with anyio.move_on_after(_BALANCE_WAIT):
+async def _balance(session: AkoolSession, *, first: bool = False) -> float | None:
+    """The credit balance: nice to show, never worth holding the batch for.
+
+    With ``first`` it is the batch's first request, given time for its retries: a host that
+    cannot be reached, credentials Akool refuses or an API root that is not Akool's then stop
+    the batch here, before anything is paid for (a `CommandError`).
+    """
+    wait = _FIRST_REQUEST_WAIT if first else _BALANCE_WAIT
+    with anyio.move_on_after(wait):
         try:
             return await session.get_credit()
         except AkoolError as error:
+            failure = explain(error, str(session.base_url)) if first else None
+            if failure is not None:
+                raise failure from error
             logger.info("the credit balance is not available: %s", error)
             return None
-    logger.info("the credit balance did not come within %g s; going on without it", _BALANCE_WAIT)
+    logger.info("the credit balance did not come within %g s; going on without it", wait)
     return None
 
 
@@ -349,14 +316,21 @@ def _summarise(
     before: float | None,
     after: float | None,
     manifest: pathlib.Path | None,
+    interrupted: bool = False,
 ) -> Summary:
     rows: dict[int, set[OutputStatus]] = {}
     unknown: list[str] = []
     lost: list[str] = []
+    accepted: list[str] = []
     for line in lines:
         if not line.in_file:
             continue
         rows.setdefault(line.row, set()).add(line.status)
+        # The creates and presses accepted as lost; not the follow-ups of a grid accepted so,
+        # which were never sent (they have no parent id).
+        if line.status is OutputStatus.ACCEPTED_UNKNOWN and (line.button is None or line.parent_id):
+            what = f" {line.button}" if line.button else ""
+            accepted.append(f"row {line.row}{what}: {line.prompt!r}")
         if line.status is not OutputStatus.UNKNOWN or line.job_id is not None:
             continue
         if line.button is None:
@@ -384,43 +358,26 @@ def _summarise(
         lost_presses=tuple(lost),
         manifest=str(manifest) if manifest is not None else None,
         elapsed=time.monotonic() - tally.started_at,
+        accepted_rows=count(OutputStatus.ACCEPTED_UNKNOWN),
+        accepted=tuple(accepted),
+        interrupted=interrupted,
     )
 
 
 def _row_status(statuses: set[OutputStatus]) -> OutputStatus:
-    """A row's status: its worst output's."""
-    for status in (OutputStatus.FAILED, OutputStatus.UNKNOWN, OutputStatus.PENDING):
+    """A row's status: its worst output's (a loss accepted is worse than none, but closed)."""
+    for status in (
+        OutputStatus.FAILED,
+        OutputStatus.UNKNOWN,
+        OutputStatus.PENDING,
+        OutputStatus.ACCEPTED_UNKNOWN,
+    ):
         if status in statuses:
             return status
     return OutputStatus.COMPLETED
 
 
-def _route_logs(options: argparse.Namespace, reporter: object) -> Callable[[], None]:
-    """Send the SDK's log records where the display wants them; returns how to undo it."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(options.verbose, logging.DEBUG)
-    console = getattr(reporter, "console", None)
-    handler: logging.Handler
-    if console is not None:
-        from rich.logging import RichHandler  # noqa: PLC0415 - the cli extra
-
-        handler = RichHandler(console=console, show_path=False)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("akool_async")
-    saved = (root.handlers[:], root.level, root.propagate)
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-
-    def restore() -> None:
-        root.handlers[:], level, root.propagate = saved
-        root.setLevel(level)
-
-    return restore
-
-
-async def cmd_batch(options: argparse.Namespace) -> int:
+async def cmd_batch(options: argparse.Namespace, interruption: Interruption) -> int:
     """``akool-async batch FILE --out DIR``."""
     rows = await anyio.to_thread.run_sync(
         lambda: read_rows(options.file, default_scale=options.scale)
@@ -431,10 +388,11 @@ async def cmd_batch(options: argparse.Namespace) -> int:
         out=options.out,
         journal_path=str(options.out / JOURNAL_NAME),
         title=f"batch {options.file.name}",
+        interruption=interruption,
     )
 
 
-async def cmd_generate(options: argparse.Namespace) -> int:
+async def cmd_generate(options: argparse.Namespace, interruption: Interruption) -> int:
     """``akool-async generate PROMPT``."""
     fields = {
         "prompt": options.prompt,
@@ -446,15 +404,22 @@ async def cmd_generate(options: argparse.Namespace) -> int:
     except InvalidInput as error:
         raise UsageError(str(error)) from None
     options.concurrency = 1
-    return await _run_batch(options, [row], out=options.out, journal_path=None, title="generate")
+    return await _run_batch(
+        options,
+        [row],
+        out=options.out,
+        journal_path=None,
+        title="generate",
+        interruption=interruption,
+    )
 
 
-async def cmd_demo(options: argparse.Namespace) -> int:
+async def cmd_demo(options: argparse.Namespace, interruption: Interruption) -> int:
     """``akool-async demo``: a short batch against the embedded emulator."""
     options.emulator = True
     options.upscale, options.vary, options.quadrants = "1", "2", True
     options.concurrency = len(DEMO_PROMPTS)
-    options.resubmit_unknown = False
+    options.resubmit_unknown = options.accept_unknown = False
     rows = [
         Row(number=number, line=number, prompt=prompt, scale=Scale(scale))
         for number, (prompt, scale) in enumerate(DEMO_PROMPTS, start=1)
@@ -471,119 +436,52 @@ async def cmd_demo(options: argparse.Namespace) -> int:
         out=options.out,
         journal_path=str(options.out / JOURNAL_NAME),
         title="demo",
+        interruption=interruption,
     )
 
 
 # -- single jobs ---------------------------------------------------------------------------------
 
 
-async def cmd_status(options: argparse.Namespace) -> int:
-    """``akool-async status ID``: one request."""
-    async with open_session(options) as session:
-        info = await session.get_image_info(options.id)
-    _emit(options, {"event": "status", "job": info.to_wire()}, _describe_info(info))
-    return EXIT_OK
-
-
-async def cmd_wait(options: argparse.Namespace) -> int:
-    """``akool-async wait ID``."""
-    if options.out is not None:
-        # The files are named after the id: one that cannot be a file name is refused unsent.
-        safe_stem(options.id, what="job id", from_server=False)
-        await _check_out(options.out)
-    async with open_session(options) as session:
-        job = session.job(options.id)
-        info = await job.wait(timeout=options.timeout)
-        files = await _save(session, info, options.out) if options.out is not None else []
-    _emit(
-        options,
-        {"event": "completed", "job": info.to_wire(), "files": files},
-        [*_describe_info(info), *(f"  saved: {file['path']}" for file in files)],
-    )
-    return EXIT_OK
-
-
-async def _save(session: AkoolSession, info: ImageInfo, out: pathlib.Path) -> list[dict[str, Any]]:
-    """Download a finished job's image (and a grid's quadrants) into ``out``, named by its id.
-
-    Every name is checked, and ``out`` made, before the first byte is fetched.
-    """
-    stem = safe_stem(info.id, what="job id", from_server=True)
-    wanted: list[tuple[str, str]] = []
-    if info.image:
-        wanted.append((f"{stem}{image_suffix(info.image)}", info.image))
-    if not info.is_upscale:
-        wanted.extend(
-            (f"{stem}-{number}{image_suffix(url)}", url)
-            # Four quadrants at most, however many URLs the answer lists.
-            for number, url in enumerate(info.upscaled_urls[:_QUADRANTS], start=1)
-        )
-    paths = await files_in(out, [name for name, _ in wanted])
-    files: list[dict[str, Any]] = []
-    for path, (_, url) in zip(paths, wanted, strict=True):
-        download = await session.download_url(url, path)
-        files.append({"path": str(download.path), "sha256": download.sha256, "size": download.size})
-    return files
-
-
-async def _press(options: argparse.Namespace, verb: str) -> int:
-    out: pathlib.Path = options.out
-    await _check_out(out)
-    async with open_session(options) as session:
-        parent = session.job(options.id)
-        child = await (parent.upscale(options.n) if verb == "U" else parent.vary(options.n))
-        # The id first, so that an interrupted wait can be resumed with `akool-async wait ID`.
-        _emit(
-            options,
-            {
-                "event": "created",
-                "job_id": child.id,
-                "parent_id": parent.id,
-                "button": f"{verb}{options.n}",
-            },
-            [f"pressed {verb}{options.n} on {parent.id}: job {child.id}"],
-        )
-        info = await child.wait()
-        files = await _save(session, info, out)
-    _emit(
-        options,
-        {"event": "completed", "job": info.to_wire(), "files": files},
-        [*_describe_info(info), *(f"  saved: {file['path']}" for file in files)],
-    )
-    return EXIT_OK
-
-
-async def cmd_upscale(options: argparse.Namespace) -> int:
-    """``akool-async upscale ID N``."""
-    return await _press(options, "U")
-
-
-async def cmd_vary(options: argparse.Namespace) -> int:
-    """``akool-async vary ID N``."""
-    return await _press(options, "V")
-
-
-async def cmd_credit(options: argparse.Namespace) -> int:
-    """``akool-async credit``: one request."""
-    async with open_session(options) as session:
-        credit = await session.get_credit()
-    _emit(options, {"event": "credit", "credit": credit}, [f"credit balance: {credit:g}"])
-    return EXIT_OK
-
-
-_COMMANDS: Final = {
+_BATCH_COMMANDS: Final[dict[str, Callable[[argparse.Namespace, Interruption], Awaitable[int]]]] = {
     "batch": cmd_batch,
     "generate": cmd_generate,
     "demo": cmd_demo,
-    "status": cmd_status,
-    "wait": cmd_wait,
-    "upscale": cmd_upscale,
-    "vary": cmd_vary,
-    "credit": cmd_credit,
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one status per outcome
+async def _run_command(options: argparse.Namespace, interruption: Interruption) -> int:
+    """Run the command while watching for Ctrl+C and SIGTERM (`Interruption`)."""
+    name = options.command
+    refuse_fresh_emulator(options)
+    failure: Exception | None = None
+    status = EXIT_INTERRUPTED
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as group:
+        await group.start(interruption.watch)
+        with scope:
+
+            def stop() -> int:
+                scope.cancel()
+                return 0
+
+            with interruption.graceful(stop):
+                try:
+                    if name in _BATCH_COMMANDS:
+                        status = await _BATCH_COMMANDS[name](options, interruption)
+                    else:
+                        status = await JOB_COMMANDS[name](options)
+                except Exception as error:  # noqa: BLE001 - raised below, outside the group
+                    failure = error
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if scope.cancelled_caught:
+        tell("interrupted")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run ``akool-async``; the exit status (0 done, 1 failed or unknown, 2 usage, 130 Ctrl+C)."""
     options = parse_args(argv)
     if options.command == EMULATOR:
@@ -593,31 +491,47 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one statu
             return anyio.run(serve, options, backend="asyncio")
         except KeyboardInterrupt:
             return EXIT_OK
-    command = _COMMANDS[options.command]
+    interruption = Interruption()
     try:
-        return anyio.run(command, options, backend="asyncio")
-    except MissingCredentials:
-        return _fail(_NO_CREDENTIALS, EXIT_USAGE)
-    except (UsageError, JournalError, InvalidInput) as error:
-        return _fail(str(error), EXIT_USAGE)
-    except JobFailed as error:
-        return _fail(str(error), EXIT_FAILED)
-    except WaitTimeout as error:
-        return _fail(
-            f"job {error.job_id} did not finish within {error.timeout:g} s; it goes on at Akool: "
-            f"run `{PROG} wait {error.job_id}` to wait for it again",
-            EXIT_FAILED,
-        )
-    except AkoolError as error:
-        return _fail(str(error), EXIT_FAILED)
-    except httpx.HTTPError as error:
-        return _fail(f"the request failed: {error}", EXIT_FAILED)
+        # asyncio: `Interruption.stop_now` relies on it, and the journal's threads suit it.
+        return anyio.run(_run_command, options, interruption, backend="asyncio")
+    except (AkoolError, UsageError, httpx.HTTPError, OSError) as error:
+        return _fail(*_explained(error))
     except KeyboardInterrupt:
-        return _fail(
-            "interrupted. Everything finished so far is recorded; run the same command again to "
-            "resume.",
-            EXIT_INTERRUPTED,
+        return _fail(_stopped_now(interruption), EXIT_INTERRUPTED)
+
+
+def _explained(error: AkoolError | UsageError | httpx.HTTPError | OSError) -> tuple[str, int]:  # noqa: PLR0911 - one per kind
+    """What a command that ended with ``error`` says, and its exit status."""
+    if isinstance(error, MissingCredentials):
+        return _NO_CREDENTIALS, EXIT_USAGE
+    if isinstance(error, CommandError):
+        return str(error), error.status
+    if isinstance(error, UsageError | JournalError | InvalidInput):
+        return str(error), EXIT_USAGE
+    if isinstance(error, WaitTimeout):
+        message = (
+            f"job {error.job_id} did not finish within {error.timeout:g} s; it goes on at Akool: "
+            f"run `{PROG} wait {error.job_id}` to wait for it again"
         )
+        return message, EXIT_FAILED
+    if isinstance(error, AkoolError):  # JobFailed, refusals, transport errors
+        return str(error), EXIT_FAILED
+    if isinstance(error, httpx.HTTPError):
+        return f"the request failed: {error}", EXIT_FAILED
+    return os_error(error), EXIT_USAGE
+
+
+def _stopped_now(interruption: Interruption) -> str:
+    if interruption.stopped_now is None:
+        return (
+            "interrupted. Everything finished so far is recorded; run the same command again to "
+            "resume."
+        )
+    return (
+        f"{interruption.stopped_now}. A create sent without its answer yet stays an intent in "
+        "the journal: the next run reports it as unknown. Run the same command again to resume."
+    )
 
 
 def _fail(message: str, status: int) -> int:

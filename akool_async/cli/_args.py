@@ -37,6 +37,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _rows(text: str) -> bool | frozenset[int]:
+    """``all`` (True), or row numbers such as ``3,7`` (as the summary numbers them)."""
+    if text.strip().lower() == "all":
+        return True
+    try:
+        numbers = frozenset(int(part) for part in text.split(","))
+    except ValueError:
+        numbers = frozenset({0})
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be all, or row numbers from the summary separated by commas, such as 3,7 "
+            f"(got {text!r})"
+        )
+    return numbers
+
+
 def _quadrant(text: str) -> int:
     if text not in {"1", "2", "3", "4"}:
         raise argparse.ArgumentTypeError(
@@ -64,7 +80,11 @@ def _common() -> argparse.ArgumentParser:
         "--json", action="store_true", help="machine-readable JSON lines on standard output"
     )
     output.add_argument(
-        "-v", "--verbose", action="count", default=0, help="log requests and retries (-vv: more)"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log each request (its URL and HTTP status) and each retry (-vv: more)",
     )
     return common
 
@@ -85,7 +105,11 @@ def _connection_options(common: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--emulator",
         action="store_true",
-        help="run against the embedded Akool emulator: no account, no network, no credits",
+        help=(
+            "run against an Akool emulator started in this process: no account, no network, "
+            "no credits (batch, generate and credit; for status, wait, upscale and vary, serve "
+            "one with `akool-async emulator` and set AKOOL_BASE_URL)"
+        ),
     )
     group.add_argument(
         "--time-scale",
@@ -155,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Generate, upscale and vary images with Akool, in batches that resume after a crash "
-            "and never pay twice for a job. Add --emulator to any command to try it without an "
-            "account."
+            "and never pay twice for a job. Add --emulator to batch, generate or credit to try "
+            "it without an account."
         ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -235,10 +259,32 @@ def _batch_options(batch: argparse.ArgumentParser) -> None:
         metavar="N",
         help="rows in flight (%(default)s)",
     )
-    batch.add_argument(
+    unknown = batch.add_argument_group(
+        "creates and presses that may or may not have reached Akool (unknown)"
+    )
+    unknown.add_argument(
         "--resubmit-unknown",
-        action="store_true",
-        help="create again the rows whose earlier create may or may not have reached Akool",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_rows,
+        metavar="ROWS",
+        help=(
+            "create them again, in every row or in these (e.g. 3,7), paying again if they did "
+            "reach Akool; a press Akool lists as used cannot be pressed again, and is said so"
+        ),
+    )
+    unknown.add_argument(
+        "--accept-unknown",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_rows,
+        metavar="ROWS",
+        help=(
+            "close them as accepted losses, in every row or in these (manifest status "
+            "accepted_unknown), so that the batch can finish"
+        ),
     )
     _follow_up_options(batch)
 

@@ -4,6 +4,11 @@ Every paid create goes intent (committed) -> request -> id (committed), so a run
 instant never loses a job id it received and never sends a create twice on its own. A re-run
 walks the same tasks: ids it knows are polled, finished tasks are skipped, files that are
 missing or differ from their recorded sha256 are fetched again.
+
+A run that is asked to stop (`BatchRunner.interrupt`, on Ctrl+C) sends nothing more: a create
+not yet sent is withdrawn (pending again), and one already sent runs to its answer, which is
+recorded, while everything else stops. Which creates went out is told by the HTTP client
+(`_outgoing`). A batch that cannot reach Akool at all stops instead of retrying for ever.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import enum
 import pathlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 import anyio
 import anyio.to_thread
@@ -41,6 +46,7 @@ from akool_async._models import ImageInfo
 from akool_async._paths import files_in
 from akool_async._session import AkoolSession
 
+from ._failures import is_unreachable
 from ._files import broken_outputs, file_name, remove_part_files
 from ._journal import Journal, OutputRecord, TaskKind, TaskRecord, TaskState
 from ._manifest import (
@@ -51,6 +57,7 @@ from ._manifest import (
     orphan_status,
     write_manifest,
 )
+from ._outgoing import Outgoing, Signature
 
 __all__ = [
     "BatchAborted",
@@ -61,9 +68,8 @@ __all__ = [
     "Tally",
 ]
 
-_T = TypeVar("_T")
-
 _MANIFEST_EVERY: Final = 2.0  # seconds between manifest rewrites while a batch runs
+_REACH_CHECK_EVERY: Final = 1.0  # seconds between looks at whether Akool can be reached
 _QUADRANTS: Final = ("q1", "q2", "q3", "q4")
 # Refusals that say the account cannot create anything now: stop the batch instead of
 # sending the same refused create for every row.
@@ -89,6 +95,7 @@ class DisplayState(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    ACCEPTED_UNKNOWN = "accepted_unknown"
 
 
 # How a task that ends in this run shows: as its ending, which has the same name.
@@ -98,7 +105,8 @@ _SHOWN_ENDED: Final = {state: _SHOWN_ENDING[ending] for state, ending in ENDED_S
 
 
 class BatchAborted(AkoolError):
-    """Akool refused a create for a reason that would refuse every other one (auth, credit)."""
+    """Akool refused a create for a reason that would refuse every other one (auth, credit), or
+    could not be reached at all; its ``__cause__`` is that error."""
 
 
 @attrs.frozen(kw_only=True)
@@ -109,7 +117,10 @@ class BatchOptions:
         out: The output folder; files, the manifest and the journal go there.
         concurrency: Rows in flight at once (created and not yet finished and downloaded).
         quadrants: Also download each grid's four quadrant images.
-        resubmit_unknown: Create again the rows whose earlier create was ambiguous.
+        resubmit_unknown: Create again the unknown creates (ambiguous, or lost with a run) of
+            every row (True), or of these row numbers.
+        accept_unknown: Close the creates and presses still unknown as accepted losses, in
+            every row (True) or in these row numbers.
         downloads: Downloads in flight at once.
         manifest: Write ``manifest.jsonl`` (off for a one-off ``generate``).
     """
@@ -117,9 +128,22 @@ class BatchOptions:
     out: pathlib.Path
     concurrency: int = 32
     quadrants: bool = True
-    resubmit_unknown: bool = False
+    resubmit_unknown: bool | frozenset[int] = False
+    accept_unknown: bool | frozenset[int] = False
     downloads: int = 8
     manifest: bool = True
+
+    def resubmits(self, row: int) -> bool:
+        """Whether the unknown creates of ``row`` are to be created again."""
+        return _chosen(self.resubmit_unknown, row)
+
+    def accepts(self, row: int) -> bool:
+        """Whether the unknown creates and presses of ``row`` are to be closed as losses."""
+        return _chosen(self.accept_unknown, row)
+
+
+def _chosen(rows: bool | frozenset[int], row: int) -> bool:
+    return rows if isinstance(rows, bool) else row in rows
 
 
 @attrs.define
@@ -135,6 +159,11 @@ class Tally:
     creates: int = 0
     finished: int = 0
     started_at: float = attrs.field(factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        """Tasks done: those earlier runs finished, and those this run finished."""
+        return self.tasks - self.todo + self.finished
 
     def rate(self) -> float:
         """Tasks finished per second since the run started."""
@@ -193,8 +222,10 @@ class BatchRunner:
         self._download_errors: dict[tuple[str, str], str] = {}
         self._manifest_cost = 0.0
         self._shown: dict[str, DisplayState] = {}
-        self._stop: anyio.CancelScope | None = None
+        self._stop = anyio.CancelScope()  # the rows: cancelled to stop them, even before they run
         self._aborted: AkoolError | None = None
+        self._stopping = False
+        self._outgoing = Outgoing()
         children: dict[str, list[str]] = {}
         for key in self._planned:
             parent = journal.tasks[key].parent_key
@@ -259,25 +290,71 @@ class BatchRunner:
         if record.state is TaskState.FAILED:
             return record.retryable
         if record.state is TaskState.UNKNOWN:
-            return self.options.resubmit_unknown or record.parent_key is not None
-        return True
+            return (
+                self.options.resubmits(record.row)
+                or self.options.accepts(record.row)
+                or record.parent_key is not None
+            )
+        return record.state is not TaskState.ACCEPTED
 
     # -- the run ---------------------------------------------------------------------------------
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether the run was asked to stop (`interrupt`)."""
+        return self._stopping
+
+    def interrupt(self) -> int:
+        """Stop: send nothing more, withdraw the creates not sent yet, and let those already sent
+        run to their answers (recorded as usual) while everything else stops.
+
+        Returns:
+            How many creates already sent the run still waits for.
+        """
+        self._stopping = True
+        awaited = self._outgoing.interrupt()
+        self._stop.cancel()  # the rows; a create already sent is shielded from it
+        return awaited
+
     async def run(self, rows: Sequence[str]) -> None:
         """Run every row that needs work, ``concurrency`` at a time."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._keep_manifest)
-            async with anyio.create_task_group() as row_group:
-                self._stop = row_group.cancel_scope
-                for key in rows:
-                    slot = object()
-                    await self._rows.acquire_on_behalf_of(slot)
-                    row_group.start_soon(self._row, key, slot)
-            group.cancel_scope.cancel()
+        with self._outgoing.hooked(self.session.http_client):
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._keep_manifest)
+                group.start_soon(self._watch_reads)
+                group.start_soon(self._watch_reach)
+                with self._stop:
+                    async with anyio.create_task_group() as row_group:
+                        for key in rows:
+                            slot = object()
+                            await self._rows.acquire_on_behalf_of(slot)
+                            row_group.start_soon(self._row, key, slot)
+                group.cancel_scope.cancel()
         await self.write_manifest()
         if self._aborted is not None:
             raise BatchAborted(str(self._aborted)) from self._aborted
+
+    async def _watch_reads(self) -> None:
+        async for event in self.session.events():
+            error = event.error
+            if event.kind == "read_failed" and error is not None and is_unreachable(error):
+                self._outgoing.cannot_reach(error)
+
+    async def _watch_reach(self) -> None:
+        """Stop the batch once no request has connected for a while (`Outgoing.unreachable`):
+        status reads are retried without end, and nothing can succeed until Akool is back."""
+        while True:
+            await anyio.sleep(_REACH_CHECK_EVERY)
+            error = self._outgoing.unreachable()
+            if error is not None:
+                self._abort(error)
+                return
+
+    def _abort(self, error: AkoolError) -> None:
+        """Stop every row: ``error`` would refuse (or fail) every other create alike."""
+        if self._aborted is None:
+            self._aborted = error
+        self._stop.cancel()
 
     async def _keep_manifest(self) -> None:
         # Every few seconds, but never more than about 5 % of the time: a manifest of a
@@ -304,12 +381,17 @@ class BatchRunner:
         try:
             info = await self._task(key, None)
             children = self._children.get(key, [])
+            if self._stopping:
+                return
             if info is None:
                 grid = self.journal.tasks[key]
                 status, reason = orphan_status(grid)
                 for child in children:
                     if self._needs_work(child):
-                        self._finish(self.journal.tasks[child], status, reason)
+                        record = self.journal.tasks[child]
+                        if status is OutputStatus.ACCEPTED_UNKNOWN:
+                            record = await self.journal.accept(child, reason)
+                        self._finish(record, status, reason)
             elif children:
                 async with anyio.create_task_group() as group:
                     for child in children:
@@ -321,6 +403,11 @@ class BatchRunner:
         record = self.journal.tasks[key]
         if record.state is TaskState.UNKNOWN:
             record = await self._reconsider_unknown(record, parent)
+            if record.state is TaskState.UNKNOWN and self.options.accepts(record.row):
+                reason = f"accepted as lost (--accept-unknown): {record.error or 'unknown'}"
+                record = await self.journal.accept(key, reason)
+                self._finish(record, OutputStatus.ACCEPTED_UNKNOWN, reason)
+                return None
             if record.state is TaskState.UNKNOWN:
                 if parent is not None:
                     self._finish(record, OutputStatus.UNKNOWN, record.error)
@@ -329,6 +416,8 @@ class BatchRunner:
             record = await self.journal.resubmit(key)
         if record.state is TaskState.PENDING:
             record = await self._create(record, parent)
+        if self._stopping:
+            return None
         if record.state is TaskState.CREATED:
             record = await self._wait(record)
         if record.state is not TaskState.COMPLETED:
@@ -352,13 +441,39 @@ class BatchRunner:
                     "(Akool still offers it); pressing it now"
                 )
                 return await self.journal.resubmit(record.key)
+            if self.options.resubmits(record.row):
+                self.reporter.note(
+                    f"row {record.row}: {record.button} cannot be pressed again on {parent.id}: "
+                    "Akool lists it as used, so the earlier press took effect (and was charged), "
+                    "but the job it made cannot be found. Run with --accept-unknown to close it"
+                )
             return record
-        if self.options.resubmit_unknown:
+        if self.options.resubmits(record.row):
             self.reporter.note(f"row {record.row}: creating again (--resubmit-unknown)")
             return await self.journal.resubmit(record.key)
         return record
 
     async def _create(self, record: TaskRecord, parent: ImageInfo | None) -> TaskRecord:
+        key = record.key
+        if self._stopping:
+            return record
+        # Shielded from the row's cancellation: a create once sent runs to its answer, which is
+        # recorded. `interrupt` cancels the scope of a create not sent yet, which withdraws it.
+        with (
+            anyio.CancelScope(shield=True) as scope,
+            self._outgoing.creating(key, scope, _signature(record, parent)) as creating,
+        ):
+            try:
+                return await self._send_create(record, parent)
+            except anyio.get_cancelled_exc_class():
+                if creating.withdrawn and not creating.sent:
+                    with anyio.CancelScope(shield=True):
+                        await self.journal.withdrawn(key)
+                raise
+        return self.journal.tasks[key]  # withdrawn before it was sent
+
+    async def _send_create(self, record: TaskRecord, parent: ImageInfo | None) -> TaskRecord:
+        """Intent, create, answer: each recorded in the journal before the next step."""
         key = record.key
         await self.journal.intent(key)
         self._move(record, DisplayState.CREATING)
@@ -375,25 +490,23 @@ class BatchRunner:
             updated = await self.journal.unknown(key, str(error))
             self._finish(updated, OutputStatus.UNKNOWN, str(error))
             return updated
-        except _FATAL as error:
-            updated = await self._refused(
-                key, f"{error} (not created: the batch stopped here; the next run goes on)"
-            )
-            # Every other create would be refused alike: stop them all, keep what is done.
-            if self._aborted is None:
-                self._aborted = error
-            if self._stop is not None:
-                self._stop.cancel()
-            return updated
         except _FINAL as error:
             updated = await self.journal.failed(key, str(error), None, None)
             self._finish(updated, OutputStatus.FAILED, str(error))
             return updated
         except AkoolError as error:
-            # Provably not delivered (after retries) or refused for now: no job, no charge.
-            return await self._refused(key, f"{error} (not created: the next run tries again)")
-        # Shielded: once Akool has answered, the id is recorded even if the run is being stopped.
-        updated = await _shielded(self.journal.created(key, info.id))
+            if is_unreachable(error):
+                self._outgoing.cannot_reach(error)
+            if not (isinstance(error, _FATAL) or is_unreachable(error)):
+                # Provably not delivered (after retries) or refused for now: no job, no charge.
+                return await self._refused(key, f"{error} (not created: the next run tries again)")
+            updated = await self._refused(
+                key, f"{error} (not created: the batch stopped here; the next run goes on)"
+            )
+            # Every other create would be refused (or fail) alike: stop them all, keep what is done.
+            self._abort(error)
+            return updated
+        updated = await self.journal.created(key, info.id)
         self.tally.creates += 1
         self._move(updated, DisplayState.RUNNING)
         self.reporter.event("created", updated, info.id)
@@ -477,6 +590,8 @@ class BatchRunner:
             async with self._downloads:
                 download = await self.session.download_url(url, path, max_bytes=DEFAULT_MAX_BYTES)
         except (DownloadError, TransportError) as error:
+            if is_unreachable(error):
+                self._outgoing.cannot_reach(error)
             final = isinstance(error, ResultExpired)
             note = "" if final else " (the next run tries again)"
             self._download_errors[record.key, name] = f"{error}{note}"
@@ -530,8 +645,8 @@ class BatchRunner:
             self.tally.credits += info.deduction_credit
 
 
-async def _shielded(step: Awaitable[_T]) -> _T:
-    with anyio.CancelScope(shield=True):
-        return await step
-    # A shielded scope swallows nothing; type checkers cannot tell that its __exit__ never does.
-    raise AssertionError  # pragma: no cover
+def _signature(record: TaskRecord, parent: ImageInfo | None) -> Signature:
+    """What ``record``'s create will send, as the request hook reads it back (`_outgoing`)."""
+    if record.kind is TaskKind.GRID:
+        return ("createbyprompt", record.prompt, record.scale, record.source_image)
+    return ("createbybutton", parent.id if parent is not None else None, record.button)

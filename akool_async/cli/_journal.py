@@ -11,6 +11,10 @@ leaves each task in a state the next run can act on safely:
 * ``created``: the id is known; poll it, never create it again.
 * ``completed`` / ``failed``: the job's end, with its result recorded.
 * ``unknown``: an ambiguous create (`SubmissionUnknown`), reported and left alone.
+* ``accepted``: an unknown create the user closed as a loss (``--accept-unknown``): final.
+
+A run stopped by Ctrl+C waits for the creates already sent and records their answers; a create
+it withdrew before sending goes back to ``pending`` (`Journal.withdrawn`).
 
 Outputs (downloaded files) are recorded with their sha256 after the file was renamed into
 place, so a file that is missing or differs from its record is fetched again.
@@ -51,7 +55,9 @@ __all__ = [
 ]
 
 JOURNAL_NAME: Final = ".akool-journal.sqlite3"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2 added the ``accepted`` state (the tables are unchanged): a version that does not know it
+refuses the file instead of misreading it."""
 _LOST_ANSWER: Final = (
     "the run that sent this create ended before its answer was recorded: it may or may not "
     "have reached Akool"
@@ -114,6 +120,7 @@ class TaskState(enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    ACCEPTED = "accepted"
 
 
 @attrs.frozen(kw_only=True)
@@ -314,6 +321,20 @@ class Journal:
         """The create may or may not have reached Akool: never re-send it on its own."""
         return await self._update(key, state=TaskState.UNKNOWN, error=error)
 
+    async def withdrawn(self, key: str) -> TaskRecord:
+        """The create whose intent was recorded was stopped before it was sent: pending again.
+
+        Only a task still at its intent changes (its ``creates_sent`` taken back); any other
+        is left as it is.
+        """
+        self._known(key)
+        record = self.tasks[key] = await self._run(partial(self._withdraw, key))
+        return record
+
+    async def accept(self, key: str, reason: str) -> TaskRecord:
+        """Close an unknown task as a loss the user accepts: final, never created again."""
+        return await self._update(key, state=TaskState.ACCEPTED, error=reason, retryable=0)
+
     async def refused(self, key: str, error: str) -> TaskRecord:
         """The create provably made no job (Akool refused it, or it never left): retry next run."""
         return await self._update(key, state=TaskState.FAILED, error=error, retryable=1)
@@ -424,6 +445,15 @@ class Journal:
                 "UPDATE tasks SET state = ?, error = NULL, retryable = 0, "
                 "creates_sent = creates_sent + 1, updated_at = ? WHERE key = ?",
                 (TaskState.INTENT.value, time.time(), key),
+            )
+        return self._reload(key)
+
+    def _withdraw(self, key: str) -> TaskRecord:
+        with self._db:
+            self._db.execute(
+                "UPDATE tasks SET state = ?, creates_sent = MAX(creates_sent - 1, 0), "
+                "updated_at = ? WHERE key = ? AND state = ?",
+                (TaskState.PENDING.value, time.time(), key, TaskState.INTENT.value),
             )
         return self._reload(key)
 

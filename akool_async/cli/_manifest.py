@@ -38,19 +38,22 @@ MANIFEST_NAME: Final = "manifest.jsonl"
 class OutputStatus(enum.StrEnum):
     """How an output stands: a manifest line's ``status``, and the ending a task is reported with.
 
-    ``pending`` has no ending yet; the other three are final for this run.
+    ``pending`` has no ending yet; the others are final for this run. ``accepted_unknown`` is an
+    unknown create or press the user closed as a loss (``--accept-unknown``).
     """
 
     PENDING = "pending"
     COMPLETED = "completed"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    ACCEPTED_UNKNOWN = "accepted_unknown"
 
 
 ENDED_STATUS: Final[Mapping[TaskState, OutputStatus]] = {
     TaskState.COMPLETED: OutputStatus.COMPLETED,
     TaskState.FAILED: OutputStatus.FAILED,
     TaskState.UNKNOWN: OutputStatus.UNKNOWN,
+    TaskState.ACCEPTED: OutputStatus.ACCEPTED_UNKNOWN,
 }
 """The journal's final task states, as a manifest says them: the endings a task is reported with."""
 
@@ -123,6 +126,8 @@ def orphan_status(grid: TaskRecord) -> tuple[OutputStatus, str]:
         return OutputStatus.FAILED, "not created: its grid is failed"
     if grid.state is TaskState.UNKNOWN:
         return OutputStatus.UNKNOWN, "not created: its grid is unknown"
+    if grid.state is TaskState.ACCEPTED:
+        return OutputStatus.ACCEPTED_UNKNOWN, "not created: its grid was accepted as lost"
     return OutputStatus.UNKNOWN, "not created yet: its grid is not finished (the next run goes on)"
 
 
@@ -235,7 +240,7 @@ def _standing(
     if record.state in ENDED_STATUS:
         status = ENDED_STATUS[record.state]
     elif record.state is TaskState.PENDING and parent is not None:
-        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN} or (
+        if parent.state in {TaskState.FAILED, TaskState.UNKNOWN, TaskState.ACCEPTED} or (
             parent.state is TaskState.CREATED and parent.error
         ):
             (status, error), waiting_on_grid = orphan_status(parent), True

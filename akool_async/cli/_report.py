@@ -28,7 +28,14 @@ __all__ = [
     "write_out",
 ]
 
-_ENDINGS: Final = frozenset({OutputStatus.COMPLETED, OutputStatus.FAILED, OutputStatus.UNKNOWN})
+_ENDINGS: Final = frozenset(
+    {
+        OutputStatus.COMPLETED,
+        OutputStatus.FAILED,
+        OutputStatus.UNKNOWN,
+        OutputStatus.ACCEPTED_UNKNOWN,
+    }
+)
 _PLAIN_EVERY: Final = 10.0  # seconds between progress lines in plain mode
 _SCREENFUL: Final = 20  # items of a list shown in the summary
 
@@ -53,17 +60,24 @@ class Summary:
     lost_presses: tuple[str, ...]
     manifest: str | None
     elapsed: float
+    accepted_rows: int = 0
+    accepted: tuple[str, ...] = ()
+    interrupted: bool = False
 
     @property
     def exit_status(self) -> int:
-        """0 when every row completed, 1 otherwise."""
-        return 0 if self.completed_rows == self.rows else 1
+        """0 when every row completed (or was closed with --accept-unknown), 1 otherwise; 130
+        when the run was interrupted."""
+        if self.interrupted:
+            return 130
+        return 0 if self.completed_rows + self.accepted_rows == self.rows else 1
 
     def as_json(self) -> dict[str, Any]:
         """The summary as a JSON object (``event: summary``)."""
         data = attrs.asdict(self)
         data["unknown"] = list(self.unknown)
         data["lost_presses"] = list(self.lost_presses)
+        data["accepted"] = list(self.accepted)
         data["exit_status"] = self.exit_status
         return {"event": "summary", **data}
 
@@ -72,6 +86,7 @@ class Summary:
         lines = [
             f"{self.completed_rows} of {self.rows} row(s) completed, {self.failed_rows} failed, "
             f"{self.unknown_rows} unknown"
+            + (f", {self.accepted_rows} accepted as lost" if self.accepted_rows else "")
             + (f", {self.pending_rows} unfinished" if self.pending_rows else "")
             + f" ({self.elapsed:.1f} s).",
             f"Files written this run: {self.files_written}; creates sent: {self.creates_sent}; "
@@ -94,14 +109,26 @@ class Summary:
             self.unknown,
             f"{len(self.unknown)} create(s) may or may not have reached Akool (no job id was "
             "recorded). Check your Akool account, then run the same command with "
-            "--resubmit-unknown to create them again (paying again if they did reach it):",
+            "--resubmit-unknown to create them again (paying again if they did reach it), or "
+            "with --accept-unknown to close them as lost:",
         )
         lines += _listing(
             self.lost_presses,
             f"{len(self.lost_presses)} button press(es) reached Akool but their answers were "
             "lost: Akool has them as used (and charged), and offers no way to find the jobs "
-            "they made. They stay unknown:",
+            "they made, so they cannot be pressed again. Run the same command with "
+            "--accept-unknown to close them as lost:",
         )
+        lines += _listing(
+            self.accepted,
+            f"{len(self.accepted)} create(s) or press(es) that may have reached Akool were "
+            "accepted as lost (--accept-unknown); they are closed and never sent again:",
+        )
+        if self.interrupted:
+            lines.append(
+                "Interrupted: the creates already sent have their answers recorded; run the same "
+                "command again to go on."
+            )
         return lines
 
 
@@ -262,7 +289,7 @@ class RichReporter:
             TimeRemainingColumn(),
             console=self.console,
         )
-        self._task = self._progress.add_task(title, total=max(tally.todo, 1))
+        self._task = self._progress.add_task(title, total=max(tally.tasks, 1))
         self._live: Any = None
 
     def _render(self) -> Any:
@@ -270,12 +297,19 @@ class RichReporter:
         from rich.table import Table  # noqa: PLC0415
 
         tally = self.tally
-        self._progress.update(self._task, completed=tally.finished, total=max(tally.todo, 1))
+        # Every task, those earlier runs finished included, as the counts below show them.
+        self._progress.update(self._task, completed=tally.done, total=max(tally.tasks, 1))
+        # Losses accepted with --accept-unknown are rare: their column shows only when there are.
+        states = [
+            state
+            for state in DisplayState
+            if state is not DisplayState.ACCEPTED_UNKNOWN or tally.states.get(state)
+        ]
         table = Table.grid(padding=(0, 2))
-        for _ in DisplayState:
+        for _ in states:
             table.add_column(justify="right")
-        table.add_row(*(f"[dim]{state}[/]" for state in DisplayState))
-        table.add_row(*(str(tally.states.get(state, 0)) for state in DisplayState))
+        table.add_row(*(f"[dim]{state}[/]" for state in states))
+        table.add_row(*(str(tally.states.get(state, 0)) for state in states))
         stats = Table.grid(padding=(0, 2))
         stats.add_row(
             f"throughput [bold]{tally.rate() * 60:.1f}[/] tasks/min",
@@ -301,7 +335,9 @@ class RichReporter:
             self._live.update(self._render())
 
     def start(self, lines: Sequence[str]) -> None:
-        """Lines shown before the run."""
+        """Lines shown before the run; the bar starts from what earlier runs finished."""
+        # Reset, not updated: the part done before must not count as this run's speed.
+        self._progress.reset(self._task, total=max(self.tally.tasks, 1), completed=self.tally.done)
         for line in lines:
             self.console.print(line, markup=False)
 
@@ -345,7 +381,7 @@ def _progress_text(tally: Tally) -> str:
     eta = tally.eta()
     eta_text = f", ETA {eta:.0f} s" if eta is not None else ""
     return (
-        f"progress: {tally.finished}/{tally.todo} done ({counts}); "
+        f"progress: {tally.done}/{tally.tasks} done ({counts}); "
         f"{tally.rate() * 60:.1f} tasks/min, {tally.files} files, "
         f"{tally.credits:g} credits{eta_text}"
     )

@@ -6,6 +6,7 @@ would refuse, is a usage error that names the line and what is allowed.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -116,18 +117,70 @@ def _read_text(path: pathlib.Path) -> str:
         raise UsageError(f"{path} is a folder: pass a .txt, .jsonl or .csv file") from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read it ({error.strerror or error})") from None
+    encoding = _other_encoding(data)
+    if encoding is not None:
+        raise UsageError(
+            f"{path} is {encoding}; prompt files must be UTF-8: save it as UTF-8 (in a "
+            "spreadsheet, as 'CSV UTF-8'; in an editor, with the encoding UTF-8)"
+        )
     try:
         # utf-8-sig: spreadsheet programs start their CSV files with a byte order mark.
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise UsageError(
-            f"{path} is not UTF-8 text (byte {error.start} cannot be read): save it as UTF-8"
+            f"{path} is not UTF-8 text (line {_line_at(data, error.start)}, byte {error.start}: "
+            f"{data[error.start]:#04x} cannot be read as UTF-8{_guess(data)}): save it as UTF-8"
         ) from None
-    if "\x00" in text:  # valid UTF-8, but binary (or UTF-16 without a byte order mark)
+    if "\x00" in text:  # valid UTF-8, but binary
+        at = data.index(0)
         raise UsageError(
-            f"{path} is not a text file (NUL byte at byte {data.index(0)}): save it as UTF-8 text"
+            f"{path} is not a text file (NUL byte on line {_line_at(data, at)}, byte {at}): "
+            "save it as UTF-8 text"
         )
     return text
+
+
+_BYTE_ORDER_MARKS: Final = (
+    # UTF-32 first: its little-endian mark starts with UTF-16's.
+    (codecs.BOM_UTF32_LE, "UTF-32 text (little-endian, with a byte order mark)"),
+    (codecs.BOM_UTF32_BE, "UTF-32 text (big-endian, with a byte order mark)"),
+    (codecs.BOM_UTF16_LE, "UTF-16 text (little-endian, with a byte order mark)"),
+    (codecs.BOM_UTF16_BE, "UTF-16 text (big-endian, with a byte order mark)"),
+)
+
+
+def _other_encoding(data: bytes) -> str | None:
+    """The name of a Unicode encoding other than UTF-8 that ``data`` is plainly in, or None.
+
+    A byte order mark names it; without one, UTF-16 text of mostly ASCII characters has a NUL
+    in every other byte (what Windows' "Unicode" text files and some exports hold).
+    """
+    for mark, name in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            return name
+    pairs = len(data) // 2
+    if pairs >= 2:  # noqa: PLR2004 - two characters at least, to see a pattern
+        if data[1::2].count(0) * 10 >= pairs * 9 and data[0::2].count(0) == 0:
+            return "UTF-16 text (little-endian, without a byte order mark)"
+        if data[0::2].count(0) * 10 >= pairs * 9 and data[1::2].count(0) == 0:
+            return "UTF-16 text (big-endian, without a byte order mark)"
+    return None
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset``, lines ending at \\n, \\r\\n or \\r (as `_lines`)."""
+    return len(re.findall(rb"\r\n|\r|\n", data[:offset])) + 1
+
+
+def _guess(data: bytes) -> str:
+    """What a text that is not UTF-8 probably is, for the message: the usual Windows code page."""
+    if b"\x00" in data:
+        return ""
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return ""
+    return "; it may be Windows-1252 or Latin-1"
 
 
 def _lines(text: str) -> list[str]:
@@ -174,16 +227,17 @@ def _jsonl_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]
 
 
 def _csv_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # Each record with the physical line it starts on: a quoted cell may span lines.
+    table: list[tuple[int, list[str]]] = []
+    start = 1
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        # Each record with the physical line it starts on: a quoted cell may span lines.
-        table: list[tuple[int, list[str]]] = []
-        start = 1
         for record in reader:
             table.append((start, record))
             start = reader.line_num + 1
     except csv.Error as error:
-        raise UsageError(f"{path} is not readable CSV ({error})") from None
+        hint = _csv_hint(str(error), reader.line_num)
+        raise UsageError(f"{path}, line {start}: not readable CSV ({error}){hint}") from None
     if not table:
         raise UsageError(f"{path} has no prompts: nothing to generate")
     names = table[0][1]
@@ -212,6 +266,22 @@ def _csv_rows(path: pathlib.Path, text: str) -> list[tuple[int, dict[str, Any]]]
         }
         rows.append((number, fields))
     return rows
+
+
+def _csv_hint(message: str, last_line: int) -> str:
+    """What to change for csv's usual complaints, which name neither quotes nor cells."""
+    if message == "unexpected end of data":
+        return (
+            ": a quoted cell starts on this line and its closing quote is missing, so it runs "
+            f"to the end of the file (line {last_line}); inside a quoted cell, write a quote as "
+            'two ("")'
+        )
+    if message.endswith("expected after '\"'"):
+        return (
+            ": text follows a closing quote; quote the whole cell and write each quote inside "
+            'it as two, e.g. "a ""red"" fox"'
+        )
+    return ""
 
 
 def check_row(

@@ -22,14 +22,22 @@ from __future__ import annotations
 
 from akool_async._public import report_public_module as _report_public_module
 
+from ._accounting import EmulatorAccounting
 from ._deliveries import DeliveryAttempt, DeliveryPolicy
-from ._emulator import TEST_API_KEY, TEST_CLIENT_ID, TEST_CLIENT_SECRET, AkoolEmulator
+from ._emulator import (
+    ACCOUNTING_PATH,
+    TEST_API_KEY,
+    TEST_CLIENT_ID,
+    TEST_CLIENT_SECRET,
+    AkoolEmulator,
+)
 from ._errors import EmulatorConfigError
 from ._http import EmulatedDisconnect, RecordedRequest
 from ._jobs import EmulatedJob, JobKind
 from ._plan import Duration, DurationLaw, EmulatorTimings, Faults, Mixture, Pareto
 
 __all__ = [
+    "ACCOUNTING_PATH",
     "TEST_API_KEY",
     "TEST_CLIENT_ID",
     "TEST_CLIENT_SECRET",
@@ -40,6 +48,7 @@ __all__ = [
     "DurationLaw",
     "EmulatedDisconnect",
     "EmulatedJob",
+    "EmulatorAccounting",
     "EmulatorConfigError",
     "EmulatorTimings",
     "Faults",

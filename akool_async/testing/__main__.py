@@ -1,7 +1,8 @@
 """Run the Akool emulator on a local port: ``python -m akool_async.testing --port 8787``.
 
 Prints the base URL and the test credentials as ``AKOOL_*`` lines a shell or a ``.env`` file can
-take, then serves until Ctrl+C (SIGINT) or SIGTERM, and exits 0.
+take, then serves until Ctrl+C (SIGINT) or SIGTERM, prints what it did (creates, presses,
+requests, credits: the figures ``GET /_emulator/accounting`` answers) and exits 0.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10_000,
         help="the account's starting balance; each create costs 2 (%(default)s)",
     )
+    parser.add_argument(
+        "--overdraft",
+        action="store_true",
+        help="let the balance go below zero instead of refusing creates (code 1006): "
+        "any number of creates, each still charged",
+    )
 
 
 def _number(text: str, *, expected: str) -> float:
@@ -121,6 +128,7 @@ async def serve(options: argparse.Namespace) -> int:
         time_scale=options.time_scale,
         seed=options.seed,
         credit=options.credit,
+        overdraft=options.overdraft,
     )
     # Listening for the signals before announcing means a Ctrl+C sent as soon as the lines
     # appear is always a clean stop, never a KeyboardInterrupt in the middle of startup.
@@ -139,7 +147,15 @@ async def serve(options: argparse.Namespace) -> int:
             _announce(base_url)
             async for _ in stop_signals:
                 break
+    _report(emulator)
     return 0
+
+
+def _report(emulator: AkoolEmulator) -> None:
+    """What the emulator did, for whoever watched it serve."""
+    lines = ("Akool emulator stopped.", *emulator.accounting().summary())
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib.util
+import json
 import math
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ import anyio
 import httpx
 
 from akool_async._asgi import Receive, Scope, Send, answer_lifespan
+from akool_async.testing._accounting import EmulatorAccounting
 from akool_async.testing._akool import RESULT_LIFETIME_SECONDS, ROUTES, Code, ImageStatus
 from akool_async.testing._deliveries import DeliveryPolicy, WebhookDispatcher
 from akool_async.testing._endpoints import Endpoints
@@ -47,6 +49,7 @@ from akool_async.testing._plan import EmulatorTimings, FaultKind, Faults, rng_fo
 from akool_async.testing._transport import EmulatorTransport
 
 __all__ = [
+    "ACCOUNTING_PATH",
     "TEST_API_KEY",
     "TEST_CLIENT_ID",
     "TEST_CLIENT_SECRET",
@@ -57,6 +60,9 @@ TEST_API_KEY: Final = "akool-emulator-api-key"
 TEST_CLIENT_ID: Final = "akool-emulator-client"
 TEST_CLIENT_SECRET: Final = "akool-emulator-secret-24"  # noqa: S105 - a public test value
 IN_PROCESS_URL: Final = "http://akool-emulator.test"
+ACCOUNTING_PATH: Final = "/_emulator/accounting"
+"""Where the emulator answers `AkoolEmulator.accounting` as JSON; outside Akool's ``/api``."""
+_IMAGES_PATH: Final = "/_emulator/images/"
 
 _EXPIRED: Final = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
 
@@ -77,6 +83,9 @@ class AkoolEmulator:
         faults: Faults to inject.
         timings: Duration distributions of Akool's phases.
         credit: The account's starting balance; each create costs 2.
+        overdraft: Let the balance go below zero rather than refuse a create for want of
+            credit (1006): an account that serves any number of creates, each still charged
+            and counted, its balance still moving by each charge.
         clock: The emulator's clock; default ``anyio.current_time``, so it runs in virtual time.
         start: The wall-clock time the clock's current reading maps to (``create_time``).
         webhooks: Delivery policy for callbacks (retries, duplicates).
@@ -100,6 +109,7 @@ class AkoolEmulator:
         faults: Faults | None = None,
         timings: EmulatorTimings | None = None,
         credit: float = 10_000,
+        overdraft: bool = False,
         clock: Callable[[], float] = anyio.current_time,
         start: datetime | None = None,
         webhooks: DeliveryPolicy | None = None,
@@ -121,6 +131,7 @@ class AkoolEmulator:
         self.faults = faults if faults is not None else Faults()
         self.timings = timings if timings is not None else EmulatorTimings()
         self.credit = credit
+        self.overdraft = overdraft
         self.uid = uid
         self._clock = clock
         self._start = start if start is not None else datetime.now(UTC)
@@ -175,6 +186,20 @@ class AkoolEmulator:
     def requests_per_endpoint(self) -> collections.Counter[str]:
         """Requests answered, by endpoint name."""
         return collections.Counter(request.endpoint for request in self.requests)
+
+    def accounting(self) -> EmulatorAccounting:
+        """What the emulator has committed, answered and charged so far, in one snapshot.
+
+        The same figures ``GET /_emulator/accounting`` answers as JSON and the served emulator
+        prints when it stops: creates per prompt and presses per parent and button (with the
+        ids of the jobs they made), requests per endpoint and HTTP status, credits per job.
+        """
+        return EmulatorAccounting.of(
+            self.jobs.values(),
+            self.requests,
+            credits_charged=self.credits_used,
+            balance=self.credit,
+        )
 
     def completion_time(self, job_id: str) -> float:
         """When job ``job_id``'s result became (or becomes) complete, on the emulator clock."""
@@ -236,9 +261,13 @@ class AkoolEmulator:
         if scope["type"] != "http":
             return
         incoming = incoming_of(scope, self.now())
-        if incoming.method == "GET" and incoming.path.startswith("/_emulator/images/"):
+        if incoming.method == "GET" and incoming.path.startswith(_IMAGES_PATH):
             incoming.endpoint = "image"
             await self._serve_image(incoming, send)
+            return
+        if incoming.path == ACCOUNTING_PATH:
+            # The observer's own requests are left out of the figures it reports.
+            await self._serve_accounting(incoming, send)
             return
         incoming.body = parse_json(await read_body(receive))
         if incoming.endpoint == "unknown":
@@ -271,10 +300,18 @@ class AkoolEmulator:
     ) -> None:
         self.requests.append(recorded(incoming, status, code, fault))
 
+    async def _serve_accounting(self, incoming: Incoming, send: Send) -> None:
+        if incoming.method != "GET":
+            status = HTTPStatus.METHOD_NOT_ALLOWED
+            await respond(send, status, status.phrase.encode(), "text/plain", {"allow": "GET"})
+            return
+        body = json.dumps(self.accounting().to_json(), ensure_ascii=False).encode()
+        await respond(send, 200, body, "application/json", {"cache-control": "no-store"})
+
     # -- images ---------------------------------------------------------------------------------
 
     async def _serve_image(self, incoming: Incoming, send: Send) -> None:
-        job_id, _, file_name = incoming.path.removeprefix("/_emulator/images/").partition("/")
+        job_id, _, file_name = incoming.path.removeprefix(_IMAGES_PATH).partition("/")
         job = self.jobs.get(job_id)
         name = file_name.removesuffix(".png")
         if job is None or not _image_available(job, name, incoming.at):

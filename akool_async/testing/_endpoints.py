@@ -94,12 +94,14 @@ class Endpoints:
         seed = self._emulator.seed
         return hashlib.sha256(f"{seed}\x1fid".encode()).hexdigest()[:16] + f"{self._next_id:08x}"
 
-    def _charge(self) -> None:
+    def _charge(self) -> float:
+        """Take one create's price from the balance, or refuse (1006); the price taken."""
         emulator = self._emulator
-        if emulator.credit < CREDIT_PER_JOB:
+        if emulator.credit < CREDIT_PER_JOB and not emulator.overdraft:
             raise Answer(Code.INSUFFICIENT_CREDIT)
         emulator.credit -= CREDIT_PER_JOB
         emulator.credits_used += CREDIT_PER_JOB
+        return CREDIT_PER_JOB
 
     def _timeline(self, kind: JobKind, key: str, at: float) -> tuple[float, float, float, bool]:
         emulator = self._emulator
@@ -129,7 +131,7 @@ class Endpoints:
         webhook_url = _optional_url(body.get("webhookUrl"))
         if not isinstance(scale, str) or scale not in SCALES:
             raise Answer(Code.PARAMETER_ERROR)
-        self._charge()
+        charged = self._charge()
         emulator.creates_by_prompt[prompt] += 1
         key = f"prompt\x1f{prompt}\x1f{emulator.creates_by_prompt[prompt]}"
         started, finished, complete, fails = self._timeline(JobKind.GRID, key, at)
@@ -149,6 +151,7 @@ class Endpoints:
             webhook_url=webhook_url,
             origin=origin,
             create_time_ms=emulator.wall_ms(),
+            deduction_credit=charged,
         )
         return self._commit(job, at)
 
@@ -167,7 +170,7 @@ class Endpoints:
         if button not in available:
             raise Answer(Code.CANNOT_OPERATE)
         webhook_url = _optional_url(body.get("webhookUrl"))
-        self._charge()
+        charged = self._charge()
         parent.used_buttons.append(button)
         emulator.button_presses[parent_id, button] += 1
         kind = JobKind.UPSCALE if button in UPSCALE_BUTTONS else JobKind.VARIATION
@@ -192,6 +195,7 @@ class Endpoints:
             webhook_url=webhook_url,
             origin=origin,
             create_time_ms=emulator.wall_ms(),
+            deduction_credit=charged,
         )
         return self._commit(job, at)
 

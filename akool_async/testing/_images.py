@@ -4,6 +4,11 @@ Pure functions of their arguments. Shapes and colours come from a `random.Random
 hashlib (never the per-process randomised `hash()`), placed in coordinates relative to the image
 size, so an upscale is the same picture redrawn larger rather than a blurry resize. Output is
 byte-identical across calls and processes for a given Pillow and zlib.
+
+Cheap enough that an in-process batch measures the client, not Pillow: each scale has
+`_LOOKS` pictures, chosen by prompt and seed, drawn and compressed once; each job adds only its
+caption band (its prompt and its seed, so no two jobs' files are alike), compressed on its own
+and joined to the cached rows by `_png`. A grid and its four quadrants are made together.
 """
 
 from __future__ import annotations
@@ -11,27 +16,27 @@ from __future__ import annotations
 import colorsys
 import functools
 import hashlib
-import io
 import math
 import random
 import struct
-import textwrap
 from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
 from akool_async.testing._akool import scale_ratio
+from akool_async.testing._png import PNG_SIGNATURE, Rows, compress_rows, png_from_rows
 
 __all__ = ["grid_png", "png_size", "quadrant_png", "quadrant_size", "upscale_png", "variation_seed"]
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Level 1 encodes a 1024x1024 grid in ~17 ms against ~23 ms at the default 6, for ~20% more
-# bytes; the emulator serves over loopback, where bytes are cheap and latency is not.
-_COMPRESS_LEVEL = 1
-_CACHE_SIZE = 256
-# Long prompts are cut before wrapping so a 10,000-character prompt costs no more than a short one.
+# Pictures per scale. More looks cost memory (about 130 KB of compressed rows for a 1:1 grid) and
+# a first drawing each; with 32, two jobs share a picture (never a caption) one time in 32.
+_LOOKS = 32
+_LOOK_CACHE_SIZE = 128
+# Finished files: a job's grid and quadrants are fetched within moments of each other.
+_CACHE_SIZE = 64
+# Long prompts are cut before fitting so a 10,000-character prompt costs no more than a short one.
 _MAX_CAPTION_CHARS = 240
-_MAX_CAPTION_LINES = 3
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _QUADRANTS = (1, 2, 3, 4)
 _MOTIFS = ("ellipse", "rectangle", "triangle", "star")
 _SEED_RANGE = 2**31  # variation seeds stay int32- and JavaScript-safe
@@ -67,7 +72,7 @@ def grid_png(prompt: str, scale: str, *, seed: int, long_side: int = 512) -> byt
     """The composite 2x2 grid a prompt job renders (Akool's ``image``), as PNG bytes.
 
     Args:
-        prompt: The prompt, printed small in each quadrant; it also seeds the picture.
+        prompt: The prompt, printed small in each quadrant; it also picks the picture.
         scale: The aspect ratio of each quadrant, and so of the whole grid.
         seed: Any integer; the same arguments always give the same bytes.
         long_side: Pixels along one quadrant's longer side; the grid is twice `quadrant_size`.
@@ -79,7 +84,7 @@ def grid_png(prompt: str, scale: str, *, seed: int, long_side: int = 512) -> byt
     Raises:
         ValueError: If ``scale`` is unknown or ``long_side`` is below 1.
     """
-    return _grid_png(_Subject(prompt, _known_scale(scale), seed), long_side)
+    return _grid_files(_Subject(prompt, _known_scale(scale), seed), long_side)[0]
 
 
 def quadrant_png(
@@ -101,7 +106,7 @@ def quadrant_png(
         ValueError: If ``quadrant`` is not 1 to 4, ``scale`` is unknown or ``long_side`` < 1.
     """
     _check_quadrant(quadrant)
-    return _quadrant_png(_Subject(prompt, _known_scale(scale), seed), quadrant, long_side)
+    return _grid_files(_Subject(prompt, _known_scale(scale), seed), long_side)[quadrant]
 
 
 def upscale_png(
@@ -163,7 +168,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     Raises:
         ValueError: If ``data`` does not start with the PNG signature and an IHDR chunk.
     """
-    if len(data) < 24 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":  # noqa: PLR2004
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":  # noqa: PLR2004
         raise ValueError("not a PNG: expected the PNG signature followed by an IHDR chunk")
     width, height = struct.unpack(">II", data[16:24])
     return width, height
@@ -186,70 +191,158 @@ def _known_scale(scale: str) -> str:
     return str(scale)
 
 
-class _Subject(NamedTuple):  # what a picture depends on besides size and label; a cache key
+class _Subject(NamedTuple):  # one job's pictures depend on these besides size; a cache key
     prompt: str
     scale: str
     seed: int
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _grid_png(subject: _Subject, long_side: int) -> bytes:
-    width, height = quadrant_size(subject.scale, long_side=long_side)
-    grid = Image.new("RGB", (2 * width, 2 * height))
-    for quadrant in _QUADRANTS:
-        tile = _draw_quadrant(subject, quadrant, (width, height), str(quadrant))
-        grid.paste(tile, ((quadrant - 1) % 2 * width, (quadrant - 1) // 2 * height))
-    return _encode(grid)
+class _Look(NamedTuple):  # what the drawing depends on: one of _LOOKS pictures per scale
+    scale: str
+    number: int
+
+
+class _Tile(NamedTuple):  # one picture of a quadrant, at one size, with its label
+    look: _Look
+    quadrant: int
+    size: tuple[int, int]
+    label: str
+
+
+class _Layout(NamedTuple):  # where the label and the caption band go, in pixels
+    margin: int
+    stroke: int
+    label_size: int
+    caption_size: int
+    line_height: int
+    band_top: int
+
+
+class _GridTops(NamedTuple):  # a look's compressed rows above the captions
+    halves: tuple[Rows, Rows]  # the grid's upper (quadrants 1, 2) and lower (3, 4) halves
+    quadrants: tuple[Rows, Rows, Rows, Rows]
+
+
+def _look_of(subject: _Subject) -> _Look:
+    return _Look(subject.scale, _derive_seed("look", *subject) % _LOOKS)
+
+
+def _layout(size: tuple[int, int]) -> _Layout:
+    width, height = size
+    unit = min(width, height)
+    margin = max(2, unit // 24)
+    caption_size = max(8, round(unit * 0.05))
+    line_height = round(caption_size * 1.25)
+    return _Layout(
+        margin=margin,
+        stroke=max(1, round(unit * 0.012)),
+        label_size=max(8, round(unit * 0.3)),
+        caption_size=caption_size,
+        line_height=line_height,
+        band_top=max(0, height - margin - line_height - margin // 2),
+    )
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _quadrant_png(subject: _Subject, quadrant: int, long_side: int) -> bytes:
-    size = quadrant_size(subject.scale, long_side=long_side)
-    return _encode(_draw_quadrant(subject, quadrant, size, str(quadrant)))
+def _grid_files(subject: _Subject, long_side: int) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """One job's grid and its quadrants 1 to 4, made together: they are fetched together."""
+    look = _look_of(subject)
+    size = quadrant_size(look.scale, long_side=long_side)
+    tops = _grid_tops(look, long_side)
+    caption = _caption_mask(subject, size)
+    bands = [
+        _captioned_band(_Tile(look, quadrant, size, str(quadrant)), caption)
+        for quadrant in _QUADRANTS
+    ]
+    halves = [_side_by_side(bands[0], bands[1]), _side_by_side(bands[2], bands[3])]
+    grid = png_from_rows(
+        [tops.halves[0], compress_rows(halves[0]), tops.halves[1], compress_rows(halves[1])]
+    )
+    one, two, three, four = (
+        png_from_rows([top, compress_rows(band)])
+        for top, band in zip(tops.quadrants, bands, strict=True)
+    )
+    return grid, one, two, three, four
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _upscale_png(subject: _Subject, quadrant: int, long_side: int, factor: int) -> bytes:
     width, height = quadrant_size(subject.scale, long_side=long_side)
-    return _encode(
-        _draw_quadrant(subject, quadrant, (width * factor, height * factor), f"U{quadrant}")
-    )
+    tile = _Tile(_look_of(subject), quadrant, (width * factor, height * factor), f"U{quadrant}")
+    band = _captioned_band(tile, _caption_mask(subject, tile.size))
+    return png_from_rows([_tile_top(tile), compress_rows(band)])
 
 
-def _encode(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    # No pnginfo, no dpi: Pillow then writes no tIME or text chunks, so the bytes are stable.
-    image.save(buffer, format="PNG", compress_level=_COMPRESS_LEVEL)
-    return buffer.getvalue()
+@functools.lru_cache(maxsize=_LOOK_CACHE_SIZE)
+def _grid_tops(look: _Look, long_side: int) -> _GridTops:
+    size = quadrant_size(look.scale, long_side=long_side)
+    band_top = _layout(size).band_top
+    tops = [
+        _draw_rows(_Tile(look, quadrant, size, str(quadrant)), 0, band_top)
+        for quadrant in _QUADRANTS
+    ]
+    upper, lower = (compress_rows(_side_by_side(tops[i], tops[i + 1])) for i in (0, 2))
+    first, second, third, fourth = (compress_rows(top) for top in tops)
+    return _GridTops((upper, lower), (first, second, third, fourth))
 
 
-def _hsv(hue: float, saturation: float, value: float) -> _Colour:
-    red, green, blue = colorsys.hsv_to_rgb(hue % 1.0, saturation, value)
-    return round(red * 255), round(green * 255), round(blue * 255)
+@functools.lru_cache(maxsize=_LOOK_CACHE_SIZE)
+def _tile_top(tile: _Tile) -> Rows:
+    return compress_rows(_draw_rows(tile, 0, _layout(tile.size).band_top))
 
 
-def _draw_quadrant(
-    subject: _Subject, quadrant: int, size: tuple[int, int], label: str
-) -> Image.Image:
+def _side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    joined = Image.new("RGB", (left.width + right.width, left.height))
+    joined.paste(left, (0, 0))
+    joined.paste(right, (left.width, 0))
+    return joined
+
+
+def _captioned_band(tile: _Tile, caption: Image.Image) -> Image.Image:
+    """The tile's rows from its caption band down, with the caption (an "L" mask) in white."""
+    band = _draw_rows(tile, _layout(tile.size).band_top, tile.size[1])
+    band.paste(_WHITE, (0, 0, band.width, band.height), caption)
+    return band
+
+
+def _caption_mask(subject: _Subject, size: tuple[int, int]) -> Image.Image:
+    """The caption band's text as a mask: the prompt, and on the right the job's seed."""
     width, height = size
-    prompt, scale, seed = subject.prompt, subject.scale, subject.seed
+    layout = _layout(size)
+    font = _font(layout.caption_size)
+    mask = Image.new("L", (width, height - layout.band_top))
+    draw = ImageDraw.Draw(mask)
+    # The seed sets apart two jobs of one prompt that drew the same picture.
+    tag = f"seed {subject.seed}"
+    tag_left = width - layout.margin - round(font.getlength(tag))
+    draw.text((tag_left, layout.margin // 2), tag, 255, font)
+    caption = _caption(subject.prompt, font, tag_left - 2 * layout.margin)
+    if caption:
+        draw.text((layout.margin, layout.margin // 2), caption, 255, font)
+    return mask
+
+
+def _draw_rows(tile: _Tile, first: int, last: int) -> Image.Image:
+    """Rows ``first`` to ``last`` (excluded) of the tile's picture, caption band darkened."""
+    width, height = tile.size
+    look, quadrant = tile.look, tile.quadrant
     # One hue for the grid, turned a quarter of the colour wheel per quadrant, and a different
     # motif each: the four quadrants always differ in colour family and in shape.
-    grid_rng = random.Random(_derive_seed("grid", prompt, scale, seed))  # noqa: S311
+    grid_rng = random.Random(_derive_seed("grid", *look))  # noqa: S311
     base_hue = grid_rng.random()
     motif = grid_rng.sample(_MOTIFS, len(_MOTIFS))[quadrant - 1]
     # Nothing below depends on the size in pixels, only on proportions: upscales redraw alike.
-    rng = random.Random(_derive_seed("quadrant", prompt, scale, seed, quadrant))  # noqa: S311
+    rng = random.Random(_derive_seed("quadrant", *look, quadrant))  # noqa: S311
     hue = base_hue + (quadrant - 1) / 4 + rng.uniform(-0.04, 0.04)
 
     top, bottom = (_hsv(hue + rng.uniform(-0.06, 0.06), 0.65, rng.uniform(0.3, 0.9)) for _ in "ab")
-    image = Image.new("RGB", size)
+    image = Image.new("RGB", (width, last - first))
     draw = ImageDraw.Draw(image)
     band = max(1, height // 256)  # a gradient in bands of a pixel or two: smooth, few draw calls
-    for row in range(0, height, band):
+    for row in range(first - first % band, last, band):
         mix = row / max(1, height - 1)
         fill = tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True))
-        draw.rectangle((0, row, width, row + band - 1), fill=fill)
+        draw.rectangle((0, row - first, width, row - first + band - 1), fill=fill)
 
     unit = min(width, height)
     for _ in range(rng.randint(7, 12)):
@@ -258,10 +351,31 @@ def _draw_quadrant(
         accent = 0.5 if rng.random() < 0.25 else rng.uniform(-0.08, 0.08)  # noqa: PLR2004
         colour = _hsv(hue + accent, rng.uniform(0.5, 1.0), rng.uniform(0.55, 1.0))
         x, y, radius = rng.random() * width, rng.random() * height, rng.uniform(0.06, 0.22) * unit
-        _draw_shape(draw, kind, (x, y, radius, rng.random()), colour)
+        turn = rng.random()
+        if first - 2 * radius <= y <= last + 2 * radius:  # the rest falls outside these rows
+            _draw_shape(draw, kind, (x, y - first, radius, turn), colour)
 
-    _draw_labels(image, draw, prompt, label)
+    layout = _layout(tile.size)
+    if first <= layout.margin + 2 * layout.label_size:
+        draw.text(
+            (layout.margin, layout.margin - first),
+            tile.label,
+            _WHITE,
+            _font(layout.label_size),
+            stroke_width=layout.stroke,
+            stroke_fill=_BLACK,
+        )
+    # Darken the caption band so white text reads on any background.
+    dark_from = max(0, layout.band_top - first)
+    if dark_from < image.height:
+        under = image.crop((0, dark_from, width, image.height))
+        image.paste(Image.blend(under, Image.new("RGB", under.size), 0.6), (0, dark_from))
     return image
+
+
+def _hsv(hue: float, saturation: float, value: float) -> _Colour:
+    red, green, blue = colorsys.hsv_to_rgb(hue % 1.0, saturation, value)
+    return round(red * 255), round(green * 255), round(blue * 255)
 
 
 def _draw_shape(
@@ -289,48 +403,21 @@ def _draw_shape(
         )
 
 
-def _draw_labels(image: Image.Image, draw: ImageDraw.ImageDraw, prompt: str, label: str) -> None:
-    width, height = image.size
-    unit = min(width, height)
-    margin = max(2, unit // 24)
-    stroke = max(1, round(unit * 0.012))
-    label_font = _font(max(8, round(unit * 0.3)))
-    draw.text((margin, margin), label, _WHITE, label_font, stroke_width=stroke, stroke_fill=_BLACK)
-
-    caption_size = max(8, round(unit * 0.05))
-    caption_font = _font(caption_size)
-    lines = _caption_lines(prompt, caption_font, width - 2 * margin)
-    if not lines:
-        return
-    line_height = round(caption_size * 1.25)
-    band_top = max(0, height - margin - line_height * len(lines) - margin // 2)
-    # Darken the band under the caption so white text reads on any background.
-    under = image.crop((0, band_top, width, height))
-    image.paste(Image.blend(under, Image.new("RGB", under.size), 0.6), (0, band_top))
-    for index, line in enumerate(lines):
-        draw.text(
-            (margin, band_top + margin // 2 + index * line_height), line, _WHITE, caption_font
-        )
-
-
-def _caption_lines(prompt: str, font: _Font, max_width: int) -> list[str]:
+def _caption(prompt: str, font: _Font, max_width: int) -> str:
+    """The prompt on one line: as much of it as fits in ``max_width`` pixels, then "..."."""
     text = " ".join(prompt.split())[:_MAX_CAPTION_CHARS]
     if not isinstance(font, ImageFont.FreeTypeFont):  # Pillow's bitmap font is Latin-1 only
         text = text.encode("latin-1", "replace").decode("latin-1")
-    average = max(1.0, font.getlength("abcdefghijklmnopqrstuvwxyz") / 26)
-    lines = textwrap.wrap(text, width=max(1, int(max_width / average)))
-    if len(lines) > _MAX_CAPTION_LINES:
-        lines = [*lines[: _MAX_CAPTION_LINES - 1], lines[_MAX_CAPTION_LINES - 1] + "..."]
-    # The wrap width came from an average letter; trim any line that still overflows.
-    return [_fit(line, font, max_width) for line in lines]
-
-
-def _fit(line: str, font: _Font, max_width: int) -> str:
-    if font.getlength(line) <= max_width:
+    if max_width <= 0:
+        return ""
+    # A first cut at the width of an average letter, so trimming takes a few steps, not hundreds.
+    average = max(1.0, font.getlength(_ALPHABET) / len(_ALPHABET))
+    line = text[: int(max_width / average) + 4]
+    if line == text and font.getlength(line) <= max_width:
         return line
     while line and font.getlength(line + "...") > max_width:
         line = line[:-1]
-    return line + "..."
+    return line + "..." if line else ""
 
 
 def _font(size: int) -> _Font:

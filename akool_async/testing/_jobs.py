@@ -49,6 +49,7 @@ class EmulatedJob:
         webhook_url: Where status changes are delivered, if anywhere.
         origin: ``scheme://host`` the create came to; image URLs are built on it.
         create_time_ms: The ``create_time`` reported, in epoch milliseconds.
+        deduction_credit: The credits its create was charged.
         used_buttons: Buttons pressed on this grid, in order.
     """
 
@@ -69,6 +70,7 @@ class EmulatedJob:
     webhook_url: str | None = None
     origin: str = ""
     create_time_ms: int = 0
+    deduction_credit: float = CREDIT_PER_JOB
     used_buttons: list[str] = attrs.Factory(list[str])
 
     @property
@@ -108,7 +110,7 @@ class EmulatedJob:
         status = self.status_at(now)
         data: dict[str, Any] = {
             "faceswap_quality": 2,
-            "deduction_credit": CREDIT_PER_JOB,
+            "deduction_credit": self.deduction_credit,
             "buttons": [],
             "used_buttons": list(self.used_buttons),
             "upscaled_urls": [],

@@ -6,6 +6,8 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
 
+import httpx
+
 from akool_async._config import Credentials
 from akool_async._constants import WEBHOOK_PATH
 from akool_async._errors import InvalidInput
@@ -13,7 +15,7 @@ from akool_async._errors import InvalidInput
 from ._receiver import WebhookReceiver
 from ._verify import WebhookEvent, WebhookVerifier
 
-__all__ = ["WebhookListener"]
+__all__ = ["WebhookListener", "check_mounted_url"]
 
 logger = logging.getLogger("akool_async.webhooks")
 
@@ -31,7 +33,9 @@ class WebhookListener:
         public_url: The URL Akool must call, when it is not the listening address.
 
     Raises:
-        InvalidInput: No client id and secret to verify callbacks with.
+        InvalidInput: No client id and secret to verify callbacks with; or a ``public_url``
+            whose path does not end with a slash while nothing is served here (see
+            `check_mounted_url`).
     """
 
     def __init__(
@@ -49,6 +53,8 @@ class WebhookListener:
                 "client id and encrypts them with the client secret (an api key can still "
                 "authenticate the requests)"
             )
+        if listen is None and public_url is not None:
+            check_mounted_url(public_url)
         verifier = WebhookVerifier(
             credentials.client_id, credentials.client_secret.reveal(), tolerance=tolerance
         )
@@ -78,3 +84,29 @@ class WebhookListener:
             self.listening_url = f"{base_url}{WEBHOOK_PATH}"
             logger.info("receiving webhook callbacks at %s", self.listening_url)
             yield self.listening_url
+
+
+def check_mounted_url(public_url: str) -> None:
+    """Refuse a public URL for a mounted receiver whose path does not end with a slash.
+
+    Starlette (so FastAPI) and other routers answer a POST to a mount point's bare path, the
+    one without the slash, with a 307 redirect to the path with it; webhook senders do not
+    follow redirects, so every callback would be lost and each job found only by the slow
+    safety-net polls. Every router can serve the path with the slash (a mount does so by
+    itself), so that is the one form accepted. The session's own server (``webhook_listen``)
+    answers on any path, so this applies only when the app is mounted elsewhere.
+
+    Raises:
+        InvalidInput: The path does not end with ``/``; the message gives the URL that works.
+    """
+    url = httpx.URL(public_url)
+    if url.path.endswith("/"):
+        return
+    fixed = str(url.copy_with(path=f"{url.path}/"))
+    raise InvalidInput(
+        f"webhook_public_url must end with a slash when you mount session.webhook_app in "
+        f"your own app (got {public_url!r}; give {fixed!r}): a mount such as "
+        f"app.mount({url.path!r}, session.webhook_app) answers a POST without the slash with "
+        "a redirect, which webhook senders do not follow; with a route instead of a mount, "
+        "route the path with the slash"
+    )

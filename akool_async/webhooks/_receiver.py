@@ -7,10 +7,11 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+import anyio
 import attrs
 
 from akool_async._asgi import Receive, Scope, Send, answer_lifespan
-from akool_async._constants import MAX_BODY_BYTES, REMEMBERED_CALLBACKS
+from akool_async._constants import CALLBACK_BODY_DEADLINE, MAX_BODY_BYTES, REMEMBERED_CALLBACKS
 from akool_async._errors import WebhookVerificationError
 
 from ._verify import WebhookEvent, WebhookVerifier
@@ -45,9 +46,12 @@ class WebhookReceiver:
     app.mount("/akool/webhook", session.webhook_app)  # FastAPI / Starlette
     ```
 
-    Starlette answers a POST to a mount point without its trailing slash with a redirect, so
-    give Akool the URL with the slash (``https://example.com/akool/webhook/``), or add the
-    receiver as a route: ``app.add_route("/akool/webhook", receiver, methods=["POST"])``.
+    It answers on whatever path a request reaches it by, with or without a trailing slash.
+    Starlette, though, answers a POST to a mount point without its trailing slash with a
+    redirect before the request reaches the mounted app, so give Akool the URL with the slash
+    (``https://example.com/akool/webhook/``); as a route, add it at that same path:
+    ``app.add_route("/akool/webhook/", receiver, methods=["POST"])``. An `AkoolSession`
+    refuses a ``webhook_public_url`` without the slash unless it serves the receiver itself.
 
     Args:
         verifier: Checks and opens each callback.
@@ -137,8 +141,14 @@ class _Unread:
 
 
 async def _read(receive: Receive) -> bytes | _Unread:
-    """The request body; or why not, once it grows past the limit (the rest is not read) or
-    the sender disconnects before its end."""
+    """The request body; or why not, once it grows past the limit (the rest is not read), the
+    sender disconnects before its end, or it takes longer than `CALLBACK_BODY_DEADLINE`."""
+    with anyio.move_on_after(CALLBACK_BODY_DEADLINE):
+        return await _read_whole(receive)
+    return _Unread("too_slow")
+
+
+async def _read_whole(receive: Receive) -> bytes | _Unread:
     chunks: list[bytes] = []
     size = 0
     while True:

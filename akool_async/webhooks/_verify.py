@@ -123,7 +123,8 @@ class WebhookVerifier:
 
     Raises:
         InvalidInput: An empty client id, or a secret that is not 16, 24 or 32 bytes long.
-        ImportError: ``cryptography`` is missing (``pip install 'akool-async[webhooks]'``).
+        MissingDependency: ``cryptography`` is missing (the ``webhooks`` extra); an
+            ``ImportError`` too.
     """
 
     def __init__(
