@@ -285,7 +285,8 @@ async def test_creates_sent_counts_every_intent(tmp_path: pathlib.Path) -> None:
 
 @pytest.mark.anyio
 async def test_resubmit_clears_the_earlier_attempt(tmp_path: pathlib.Path) -> None:
-    """An unknown (or failed) task made pending again carries no id, error, info or credits."""
+    """An unknown (or failed) task made pending again carries no id, error or info; what it was
+    charged stays."""
     async with await open_journal(tmp_path) as journal:
         await journal.sync([grid("fox", 1)])
         await journal.intent("fox")
@@ -301,7 +302,7 @@ async def test_resubmit_clears_the_earlier_attempt(tmp_path: pathlib.Path) -> No
             failed.retryable,
         )
         record = await journal.resubmit("fox")
-        assert (TaskState.PENDING, None, None, None, None, False, 1) == (
+        assert (TaskState.PENDING, None, None, None, 1.0, False, 1) == (
             record.state,
             record.job_id,
             record.error,

@@ -351,6 +351,7 @@ def _summarise(
         files_written=tally.files,
         creates_sent=tally.creates,
         credits_used=tally.credits,
+        unknown_charges=tally.unknown_charges,
         balance_before=before,
         balance_after=after,
         removed_rows=len(removed),

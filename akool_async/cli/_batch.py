@@ -148,7 +148,15 @@ def _chosen(rows: bool | frozenset[int], row: int) -> bool:
 
 @attrs.define
 class Tally:
-    """Live counts for the progress display."""
+    """Live counts for the progress display.
+
+    ``credits`` is the one definition of credits spent that the display, the summary and the
+    manifest share: the ``deduction_credit`` Akool reported for each job this run created,
+    counted when the create's answer is recorded (or, if the answer did not say, when the job
+    ends), once per create. The manifest's ``credits`` column sums the same amounts over every
+    run. ``unknown_charges`` counts this run's creates and presses whose answer never came:
+    they may have been charged, by an amount nobody was told.
+    """
 
     tasks: int = 0
     todo: int = 0
@@ -156,6 +164,7 @@ class Tally:
     files: int = 0
     bytes: int = 0
     credits: float = 0.0
+    unknown_charges: int = 0
     creates: int = 0
     finished: int = 0
     started_at: float = attrs.field(factory=time.monotonic)
@@ -488,6 +497,7 @@ class BatchRunner:
                 info = await self.session.create_by_button(parent.id, record.button)
         except SubmissionUnknown as error:
             updated = await self.journal.unknown(key, str(error))
+            self.tally.unknown_charges += 1
             self._finish(updated, OutputStatus.UNKNOWN, str(error))
             return updated
         except _FINAL as error:
@@ -506,8 +516,11 @@ class BatchRunner:
             # Every other create would be refused (or fail) alike: stop them all, keep what is done.
             self._abort(error)
             return updated
-        updated = await self.journal.created(key, info.id)
+        cost = info.deduction_credit
+        charged = None if cost is None else (self.journal.tasks[key].credits or 0) + cost
+        updated = await self.journal.created(key, info.id, charged)
         self.tally.creates += 1
+        self.tally.credits += cost or 0
         self._move(updated, DisplayState.RUNNING)
         self.reporter.event("created", updated, info.id)
         return updated
@@ -526,9 +539,8 @@ class BatchRunner:
         except JobFailed as error:
             final = error.info
             updated = await self.journal.failed(
-                record.key, str(error), final.to_wire(), final.deduction_credit
+                record.key, str(error), final.to_wire(), self._charge(record, final)
             )
-            self._spent(final)
             self._finish(updated, OutputStatus.FAILED, str(error))
             return updated
         except ContentNotFound as error:
@@ -541,8 +553,9 @@ class BatchRunner:
             )
             self._finish(updated, OutputStatus.UNKNOWN, str(error))
             return updated
-        updated = await self.journal.completed(record.key, info.to_wire(), info.deduction_credit)
-        self._spent(info)
+        updated = await self.journal.completed(
+            record.key, info.to_wire(), self._charge(record, info)
+        )
         self._move(updated, DisplayState.DOWNLOADING)
         return updated
 
@@ -640,9 +653,16 @@ class BatchRunner:
         self.tally.finished += 1
         self.reporter.event(ending, record, detail)
 
-    def _spent(self, info: ImageInfo) -> None:
-        if info.deduction_credit is not None:
-            self.tally.credits += info.deduction_credit
+    def _charge(self, record: TaskRecord, info: ImageInfo) -> float | None:
+        """What ``record`` was charged, once its job ended with ``info``.
+
+        The charge its create's answer reported, when it did (counted then); else the job's
+        own ``deduction_credit``, counted now, once.
+        """
+        if record.credits is not None or info.deduction_credit is None:
+            return record.credits
+        self.tally.credits += info.deduction_credit
+        return info.deduction_credit
 
 
 def _signature(record: TaskRecord, parent: ImageInfo | None) -> Signature:

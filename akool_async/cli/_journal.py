@@ -294,13 +294,15 @@ class Journal:
         return report
 
     async def resubmit(self, key: str) -> TaskRecord:
-        """Make an unknown (or retryable failed) task pending again, so it is created anew."""
+        """Make an unknown (or retryable failed) task pending again, so it is created anew.
+
+        Its ``credits`` stay: what an earlier create of it was charged was spent all the same.
+        """
         return await self._update(
             key,
             state=TaskState.PENDING,
             job_id=None,
             info=None,
-            credits=None,
             error=None,
             retryable=0,
         )
@@ -313,9 +315,17 @@ class Journal:
         record = self.tasks[key] = await self._run(partial(self._intent, key))
         return record
 
-    async def created(self, key: str, job_id: str) -> TaskRecord:
-        """Commit the id Akool gave ``key``'s create; call it as soon as the answer is in."""
-        return await self._update(key, state=TaskState.CREATED, job_id=job_id, error=None)
+    async def created(self, key: str, job_id: str, charged: float | None = None) -> TaskRecord:
+        """Commit the id Akool gave ``key``'s create; call it as soon as the answer is in.
+
+        ``charged``, when given, is the task's charge so far, this create's included (the
+        ``deduction_credit`` its answer reported, added to what earlier creates were charged).
+        """
+        if charged is None:
+            return await self._update(key, state=TaskState.CREATED, job_id=job_id, error=None)
+        return await self._update(
+            key, state=TaskState.CREATED, job_id=job_id, error=None, credits=charged
+        )
 
     async def unknown(self, key: str, error: str) -> TaskRecord:
         """The create may or may not have reached Akool: never re-send it on its own."""

@@ -24,6 +24,7 @@ from ._journal import Journal, TaskKind, TaskRecord, TaskState
 __all__ = [
     "ENDED_STATUS",
     "MANIFEST_NAME",
+    "ChargeStatus",
     "ManifestLine",
     "OutputStatus",
     "final_status",
@@ -47,6 +48,20 @@ class OutputStatus(enum.StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     ACCEPTED_UNKNOWN = "accepted_unknown"
+
+
+class ChargeStatus(enum.StrEnum):
+    """What a manifest line's ``credits`` says (its ``credits_status``).
+
+    ``reported``: what Akool reported the job cost (``deduction_credit``), on the first line
+    of a task. ``none``: nothing charged on this line (0): a task's other outputs, or a task
+    never created. ``unknown``: a create or press that may have reached Akool and been charged,
+    by an amount Akool never reported (its answer was lost): ``credits`` is null.
+    """
+
+    REPORTED = "reported"
+    NONE = "none"
+    UNKNOWN = "unknown"
 
 
 ENDED_STATUS: Final[Mapping[TaskState, OutputStatus]] = {
@@ -74,7 +89,10 @@ class ManifestLine:
         file: The file's name in the output folder, once downloaded.
         sha256: The file's SHA-256, once downloaded.
         error: Why the output is not completed, when there is a reason.
-        credits: What the job cost; on the first output of a task only (0 on the others).
+        credits: What the task's creates were charged (Akool's ``deduction_credit``), on its
+            first output only (0 on the others, and on a task never created); null when a
+            create may have been charged an amount Akool never reported.
+        credits_status: What ``credits`` says (`ChargeStatus`).
         output: Which output: ``grid``, ``q1``..``q4``, or an upscale's ``image``.
         kind: Grid, upscale or variation.
         scale: The row's aspect ratio.
@@ -94,6 +112,7 @@ class ManifestLine:
     sha256: str | None = None
     error: str | None
     credits: float | None
+    credits_status: ChargeStatus = ChargeStatus.NONE
     output: str
     kind: TaskKind
     scale: str
@@ -113,6 +132,7 @@ class ManifestLine:
             "sha256": self.sha256,
             "error": self.error,
             "credits": self.credits,
+            "credits_status": self.credits_status.value,
             "output": self.output,
             "kind": self.kind.value,
             "scale": self.scale,
@@ -187,15 +207,32 @@ def _lines_of(
     if record.state is TaskState.COMPLETED:
         return _completed_lines(journal, record, failures, primary, line)
     status, error, waiting_on_grid = _standing(record, parent)
+    cost, charge = charge_of(record)
     return [
         line(
             output=primary,
             status=status,
             error=error,
-            credits=record.credits,
+            credits=cost,
+            credits_status=charge,
             waiting_on_grid=waiting_on_grid,
         )
     ]
+
+
+def charge_of(record: TaskRecord) -> tuple[float | None, ChargeStatus]:
+    """What a task was charged, as its first manifest line says it: credits and their status."""
+    if record.credits is not None:
+        return record.credits, ChargeStatus.REPORTED
+    sent = record.creates_sent > 0 and record.state in _MAY_BE_CHARGED
+    if record.job_id is not None or sent:
+        return None, ChargeStatus.UNKNOWN
+    return 0, ChargeStatus.NONE
+
+
+# A task whose create was sent and may have reached Akool, with no charge reported: one whose
+# answer was lost (unknown, or accepted as lost), or a run's last words about it (intent).
+_MAY_BE_CHARGED: Final = frozenset({TaskState.UNKNOWN, TaskState.ACCEPTED, TaskState.INTENT})
 
 
 def _completed_lines(
@@ -210,8 +247,9 @@ def _completed_lines(
     names += [name for name in failures if name not in names]
     names = sorted(set(names) | {primary}, key=_output_order)
     lines: list[ManifestLine] = []
+    first_credits, first_charge = charge_of(record)
     for index, name in enumerate(names):
-        cost = record.credits if index == 0 else 0
+        cost, charge = (first_credits, first_charge) if index == 0 else (0, ChargeStatus.NONE)
         output = journal.outputs.get((record.key, name))
         failure = failures.get(name)
         if output is not None:
@@ -223,12 +261,29 @@ def _completed_lines(
                     sha256=output.sha256,
                     error=None,
                     credits=cost,
+                    credits_status=charge,
                 )
             )
         elif failure is not None:
-            lines.append(line(output=name, status=OutputStatus.FAILED, error=failure, credits=cost))
+            lines.append(
+                line(
+                    output=name,
+                    status=OutputStatus.FAILED,
+                    error=failure,
+                    credits=cost,
+                    credits_status=charge,
+                )
+            )
         else:
-            lines.append(line(output=name, status=OutputStatus.PENDING, error=None, credits=cost))
+            lines.append(
+                line(
+                    output=name,
+                    status=OutputStatus.PENDING,
+                    error=None,
+                    credits=cost,
+                    credits_status=charge,
+                )
+            )
     return lines
 
 

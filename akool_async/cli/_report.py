@@ -63,6 +63,7 @@ class Summary:
     accepted_rows: int = 0
     accepted: tuple[str, ...] = ()
     interrupted: bool = False
+    unknown_charges: int = 0
 
     @property
     def exit_status(self) -> int:
@@ -90,12 +91,8 @@ class Summary:
             + (f", {self.pending_rows} unfinished" if self.pending_rows else "")
             + f" ({self.elapsed:.1f} s).",
             f"Files written this run: {self.files_written}; creates sent: {self.creates_sent}; "
-            f"credits used: {self.credits_used:g}"
-            + (
-                f" (balance {self.balance_before:g} -> {self.balance_after:g})"
-                if self.balance_before is not None and self.balance_after is not None
-                else ""
-            )
+            f"credits used: {credits_text(self.credits_used, self.unknown_charges)}"
+            + self._balance_text()
             + ".",
         ]
         if self.manifest:
@@ -130,6 +127,23 @@ class Summary:
                 "command again to go on."
             )
         return lines
+
+    def _balance_text(self) -> str:
+        before, after = self.balance_before, self.balance_after
+        if before is None or after is None:
+            return ""
+        moved = before - after
+        if abs(moved - self.credits_used) < 1e-9:  # noqa: PLR2004 - float sums of whole credits
+            return f" (balance {before:g} -> {after:g})"
+        # Another user of the account, or a charge Akool did not report on the job.
+        return f" (balance {before:g} -> {after:g}: it moved {moved:g})"
+
+
+def credits_text(spent: float, unknown: int) -> str:
+    """Credits spent as every view says them: Akool's charges, and the unknown ones if any."""
+    if not unknown:
+        return f"{spent:g}"
+    return f"{spent:g} + {unknown} create(s) whose charge Akool never reported"
 
 
 def _listing(items: Sequence[str], heading: str) -> list[str]:
@@ -201,7 +215,8 @@ class PlainReporter:
         write_out(self._stream, "".join(line + "\n" for line in lines))
 
     def finish(self, summary: Summary) -> None:
-        """The summary."""
+        """A last progress line, then the summary."""
+        self._write(_progress_text(self.tally))
         write_out(self._stream, "".join(line + "\n" for line in summary.lines()))
 
     @contextmanager
@@ -314,7 +329,7 @@ class RichReporter:
         stats.add_row(
             f"throughput [bold]{tally.rate() * 60:.1f}[/] tasks/min",
             f"files [bold]{tally.files}[/]",
-            f"credits spent [bold]{tally.credits:g}[/]",
+            f"credits spent [bold]{credits_text(tally.credits, tally.unknown_charges)}[/]",
             f"creates sent [bold]{tally.creates}[/]",
         )
         return Group(self._progress, table, stats)
@@ -383,5 +398,6 @@ def _progress_text(tally: Tally) -> str:
     return (
         f"progress: {tally.done}/{tally.tasks} done ({counts}); "
         f"{tally.rate() * 60:.1f} tasks/min, {tally.files} files, "
-        f"{tally.credits:g} credits{eta_text}"
+        f"credits spent {credits_text(tally.credits, tally.unknown_charges)}, "
+        f"creates sent {tally.creates}{eta_text}"
     )

@@ -1,0 +1,177 @@
+"""Money that adds up: credits in the display, the summary and the manifest equal the charges.
+
+The console script runs in a child process against an emulator served from the test process
+(tests/test_cli_resume.py's `served`), in plain-line mode: its last progress line is the
+display's last word on credits, then the summary says its own. The emulator's accounting
+(`AkoolEmulator.accounting`) is what each figure is checked against: every create and press it
+charged, job by job.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import signal
+import sys
+from typing import Any, Final
+
+import attrs
+import pytest
+
+from akool_async.testing import AkoolEmulator
+from test_cli_interrupt import ALL_BUTTONS, INTERRUPTED, interrupted
+from test_cli_resume import (
+    FAULTS,
+    TIME_SCALE,
+    akool,
+    batch_args,
+    manifest,
+    nth,
+    served,
+    write_prompts,
+)
+
+pytestmark = [
+    pytest.mark.real_time,
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
+
+_UNKNOWN: Final = r"(?: \+ (\d+) create\(s\) whose charge Akool never reported)?"
+DISPLAY: Final = re.compile(rf"\] progress: .*credits spent ([\d.]+){_UNKNOWN}, creates sent (\d+)")
+SUMMARY: Final = re.compile(rf"creates sent: (\d+); credits used: ([\d.]+){_UNKNOWN}( \(balance)?")
+
+
+@attrs.frozen
+class Money:
+    """What one run said about money: its display's last line and its summary."""
+
+    shown: float
+    shown_unknown: int
+    shown_creates: int
+    used: float
+    used_unknown: int
+    creates: int
+
+    @classmethod
+    def of(cls, stdout: str) -> Money:
+        """Read from a plain-mode run's standard output."""
+        *_, last = DISPLAY.finditer(stdout)
+        [summary] = SUMMARY.finditer(stdout)
+        return cls(
+            shown=float(last.group(1)),
+            shown_unknown=int(last.group(2) or 0),
+            shown_creates=int(last.group(3)),
+            used=float(summary.group(2)),
+            used_unknown=int(summary.group(3) or 0),
+            creates=int(summary.group(1)),
+        )
+
+
+def manifest_credits(lines: list[dict[str, Any]]) -> float:
+    """The sum of the manifest's ``credits`` column (nulls are unknown charges, counted apart)."""
+    return sum(line["credits"] for line in lines if line["credits"] is not None)
+
+
+def assert_lines_match_jobs(lines: list[dict[str, Any]], emulator: AkoolEmulator) -> None:
+    """Each job's first manifest line carries what the emulator charged for that job."""
+    charged = emulator.accounting().credits_per_job
+    firsts = [line for line in lines if line["output"] in {"grid", "image"}]
+    for line in firsts:
+        if line["job_id"] is not None:
+            assert (charged[line["job_id"]], "reported") == (
+                line["credits"],
+                line["credits_status"],
+            ), line
+    others = [line for line in lines if line["output"] not in {"grid", "image"}]
+    assert {(0, "none")} >= {(line["credits"], line["credits_status"]) for line in others}
+
+
+@pytest.mark.anyio
+async def test_every_view_of_credits_equals_the_charges(tmp_path: pathlib.Path) -> None:
+    """A batch pressing all eight buttons: the display's last line, the summary, the balance
+    and the manifest's credits column all say what the emulator charged, job by job."""
+    file = write_prompts(tmp_path / "prompts.txt", ["a copper kettle", "a salt marsh at noon"])
+    out = tmp_path / "out"
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=5)
+    async with served(emulator) as (url, _):
+        run = await akool(url, batch_args(file, out, *ALL_BUTTONS), logs=tmp_path)
+
+    assert 0 == run.status, run.stdout + run.stderr
+    charged = emulator.accounting().credits_charged
+    assert 36 == charged  # two grids and sixteen presses, 2 credits each
+    money = Money.of(run.stdout)
+    assert (charged, 0, 18, charged, 0, 18) == attrs.astuple(money)
+    assert f"credits used: 36 (balance 10000 -> {10000 - charged:g})." in run.stdout
+    lines = manifest(out)
+    assert charged == manifest_credits(lines)
+    assert_lines_match_jobs(lines, emulator)
+
+
+@pytest.mark.anyio
+async def test_credits_add_up_across_interrupted_and_resumed_runs(tmp_path: pathlib.Path) -> None:
+    """Three runs stopped by SIGINT as a press goes out, then one to the end: what each run
+    says it spent, summed, is what the emulator charged and what the manifest sums to."""
+    file = write_prompts(tmp_path / "prompts.txt", [f"a lantern, study {n}" for n in range(3)])
+    out = tmp_path / "out"
+    args = batch_args(file, out, *ALL_BUTTONS, "--concurrency", "2")
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=8)
+    runs: list[Money] = []
+    async with served(emulator) as (url, gate):
+        for press in (2, 5, 3):
+            stopped = await interrupted(
+                url, args, gate=gate, trigger=nth("createbybutton", press), logs=tmp_path,
+                signum=signal.SIGINT,
+            )  # fmt: skip
+            gate.drop()
+            assert INTERRUPTED == stopped.status, stopped.stdout + stopped.stderr
+            runs.append(Money.of(stopped.stdout))
+        last = await akool(url, args, logs=tmp_path)
+        assert 0 == last.status, last.stdout + last.stderr
+        runs.append(Money.of(last.stdout))
+
+    charged = emulator.accounting().credits_charged
+    assert 3 * 9 * 2 == charged
+    assert [run.shown for run in runs] == [run.used for run in runs]
+    assert [2 * run.creates for run in runs] == [run.used for run in runs]
+    assert charged == sum(run.used for run in runs)
+    assert all(run.used > 0 for run in runs[:3]), runs  # each stopped run had paid for some
+    lines = manifest(out)
+    assert charged == manifest_credits(lines)
+    assert_lines_match_jobs(lines, emulator)
+
+
+@pytest.mark.anyio
+async def test_lost_answers_are_unknown_charges_and_the_rest_adds_up(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Under faults (lost answers, failed jobs, refusals): the known charges agree everywhere
+    and equal the emulator's charges for the jobs the run knows; each lost answer is an
+    explicit unknown (credits null, ``credits_status`` unknown), counted in the display and
+    the summary, and the emulator's charges for jobs nobody was told of are among them."""
+    prompts = [f"a greenhouse in winter, view {number}" for number in range(1, 9)]
+    file = write_prompts(tmp_path / "prompts.txt", prompts)
+    out = tmp_path / "out"
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=11, faults=FAULTS)
+    async with served(emulator) as (url, _):
+        run = await akool(url, batch_args(file, out, *ALL_BUTTONS), logs=tmp_path)
+
+    assert 1 == run.status, run.stdout + run.stderr
+    accounting = emulator.accounting()
+    lines = manifest(out)
+    money = Money.of(run.stdout)
+    known_jobs = {line["job_id"] for line in lines if line["job_id"] is not None}
+    known_charges = sum(accounting.credits_per_job[job] for job in known_jobs)
+    untold = [job for job in accounting.credits_per_job if job not in known_jobs]
+    unknown = [line for line in lines if line["credits_status"] == "unknown"]
+
+    assert (known_charges, known_charges) == (money.shown, money.used)
+    assert known_charges == manifest_credits(lines)
+    assert_lines_match_jobs(lines, emulator)
+    assert [None] * len(unknown) == [line["credits"] for line in unknown]
+    assert {"unknown", "accepted_unknown"} >= {line["status"] for line in unknown}
+    assert len(unknown) == money.used_unknown == money.shown_unknown
+    assert 0 < len(unknown)  # the faults include answers lost after the job was made
+    assert len(untold) <= len(unknown)
+    assert accounting.credits_charged == known_charges + sum(
+        accounting.credits_per_job[job] for job in untold
+    )
