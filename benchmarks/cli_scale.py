@@ -33,6 +33,8 @@ from _common import environment, note, print_json, prompts
 from cli_realtime import Children, _announced, _answers, _free_port, cli_command
 
 TARGET_RATIO: Final = 1.5
+GRID_SECONDS: Final = 46.0  # the emulator's typical grid: 4 s queued, 40 s rendering, 2 s more
+LAG_SECONDS: Final = 2.75  # the CLI's default target lag, at Akool's own pace
 START_SECONDS: Final = 30.0
 
 
@@ -88,8 +90,12 @@ def run_size(rows: int, options: argparse.Namespace, folder: Path) -> dict[str, 
         env = {key: value for key, value in os.environ.items() if not key.startswith("AKOOL_")}
         env["AKOOL_API_KEY"] = announced["AKOOL_API_KEY"]
         env["AKOOL_BASE_URL"] = announced["AKOOL_BASE_URL"]
+        # Polling told the served timings (a grid takes about 46 s times the scale), as a user
+        # of a fast Akool would leave it: the CLI cannot learn a served emulator's time scale.
+        polling = ["--expected-duration", f"{GRID_SECONDS * options.time_scale:g}",
+                   "--target-lag", f"{max(LAG_SECONDS * options.time_scale, 0.05):g}"]  # fmt: skip
         command = [*cli_command(), "batch", str(prompt_file), "--out", str(out),
-                   "--concurrency", str(options.concurrency), *options.flags]  # fmt: skip
+                   "--concurrency", str(options.concurrency), *polling, *options.flags]  # fmt: skip
         one = [sys.executable, __file__, "--one", json.dumps(command),
                "--timeout", str(options.timeout)]  # fmt: skip
         measured = subprocess.run(  # noqa: S603 - this script, with our own arguments

@@ -9,6 +9,7 @@ charged, job by job.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import signal
@@ -18,6 +19,16 @@ from typing import Any, Final
 import attrs
 import pytest
 
+from akool_async.cli._app import _summarise
+from akool_async.cli._batch import Tally
+from akool_async.cli._journal import TaskKind
+from akool_async.cli._manifest import (
+    MANIFEST_NAME,
+    ManifestFile,
+    ManifestLine,
+    OutputStatus,
+    manifest_chunks,
+)
 from akool_async.testing import AkoolEmulator
 from test_cli_interrupt import ALL_BUTTONS, INTERRUPTED, interrupted
 from test_cli_resume import (
@@ -175,3 +186,92 @@ async def test_lost_answers_are_unknown_charges_and_the_rest_adds_up(
     assert accounting.credits_charged == known_charges + sum(
         accounting.credits_per_job[job] for job in untold
     )
+
+
+# -- the pieces behind them -----------------------------------------------------------------------
+
+
+def _line(row: int, status: OutputStatus, *, output: str = "grid") -> ManifestLine:
+    return ManifestLine(
+        prompt=f"a row {row}", row=row, job_id=None, parent_id=None, button=None, status=status,
+        error=None, credits=0, output=output, kind=TaskKind.GRID, scale="1:1", in_file=True,
+    )  # fmt: skip
+
+
+def test_the_manifest_is_written_a_chunk_at_a_time_and_renamed_into_place(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Five lines in chunks of two: three pieces, each whole lines; the file appears only at
+    the commit, and a discarded one leaves the manifest in place as it was and no part file."""
+    lines = [_line(row, OutputStatus.COMPLETED) for row in range(1, 6)]
+    chunks = list(manifest_chunks(lines, size=2))
+    assert [2, 2, 1] == [chunk.count("\n") for chunk in chunks]
+    assert "completed" == json.loads(chunks[2])["status"]
+    assert "reported" != json.loads(chunks[2])["credits_status"]
+
+    manifest = ManifestFile(tmp_path)
+    for chunk in chunks:
+        manifest.write(chunk)
+    assert not (tmp_path / MANIFEST_NAME).exists()
+    manifest.commit()
+    assert "".join(chunks) == (tmp_path / MANIFEST_NAME).read_text(encoding="utf-8")
+
+    dropped = ManifestFile(tmp_path)
+    dropped.write("half a line")
+    dropped.discard()
+    assert "".join(chunks) == (tmp_path / MANIFEST_NAME).read_text(encoding="utf-8")
+    assert [MANIFEST_NAME] == [path.name for path in tmp_path.iterdir()]
+
+
+def test_a_manifest_that_cannot_be_renamed_into_place_leaves_no_part_file(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A folder where the manifest should go: the commit fails and removes its part file."""
+    (tmp_path / MANIFEST_NAME).mkdir()
+    manifest = ManifestFile(tmp_path)
+    manifest.write("{}\n")
+    with pytest.raises(OSError, match=r"[Ii]s a directory"):
+        manifest.commit()
+    assert [MANIFEST_NAME] == [path.name for path in tmp_path.iterdir()]
+
+
+def test_the_summary_counts_each_row_by_its_worst_output_in_one_pass() -> None:
+    """Lines read once (a generator): a row is failed if any output failed, unknown before
+    pending, an accepted loss is worse only than completed; outputs are counted per status."""
+    lines = [
+        _line(1, OutputStatus.COMPLETED),
+        _line(1, OutputStatus.FAILED, output="q1"),
+        _line(2, OutputStatus.PENDING),
+        _line(2, OutputStatus.UNKNOWN, output="q1"),
+        _line(3, OutputStatus.ACCEPTED_UNKNOWN),
+        _line(3, OutputStatus.PENDING, output="q1"),
+        _line(4, OutputStatus.COMPLETED),
+        _line(5, OutputStatus.COMPLETED),
+        _line(5, OutputStatus.ACCEPTED_UNKNOWN, output="q1"),
+    ]
+
+    summary = _summarise(Tally(), iter(lines), (), before=None, after=None, manifest=None)
+
+    assert (5, 1, 1, 1, 1, 1) == (
+        summary.rows,
+        summary.completed_rows,
+        summary.failed_rows,
+        summary.unknown_rows,
+        summary.pending_rows,
+        summary.accepted_rows,
+    )
+    expected = {"completed": 3, "failed": 1, "pending": 2, "unknown": 1, "accepted_unknown": 2}
+    assert expected == summary.outputs
+
+
+def test_the_summary_says_when_the_balance_moved_by_another_amount() -> None:
+    """Credits used as Akool reported them, the unknown ones apart, and a balance that moved
+    by more (another user of the account, or an unreported charge) said as such."""
+    tally = Tally(credits=10.0, unknown_charges=2, creates=7)
+    summary = _summarise(tally, iter([]), (), before=100.0, after=86.0, manifest=None)
+
+    assert (
+        "Files written this run: 0; creates sent: 7; credits used: 10 + 2 create(s) whose "
+        "charge Akool never reported (balance 100 -> 86: it moved 14)."
+    ) == summary.lines()[1]
+    assert 2 == summary.as_json()["unknown_charges"]

@@ -200,7 +200,7 @@ def test_a_batch_file_name_takes_only_a_plain_stem() -> None:
         return TaskRecord(
             key="k.0", kind=TaskKind.GRID, row=1, prompt="a fox", scale="1:1",
             source_image=None, parent_key=None, button=None, stem=stem,
-            state=TaskState.COMPLETED, job_id=GOOD_ID, error=None, info=None, credits=None,
+            state=TaskState.COMPLETED, job_id=GOOD_ID, error=None, credits=None,
             creates_sent=1, retryable=False, in_plan=True, position=0,
         )  # fmt: skip
 

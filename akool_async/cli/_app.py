@@ -12,7 +12,8 @@ import logging
 import pathlib
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -43,7 +44,7 @@ from ._failures import (
 from ._interrupt import Interruption
 from ._jobs import JOB_COMMANDS, refuse_fresh_emulator
 from ._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
-from ._manifest import MANIFEST_NAME, ManifestLine, OutputStatus, final_status
+from ._manifest import MANIFEST_NAME, ManifestLine, OutputStatus
 from ._report import JsonReporter, PlainReporter, RichReporter, Summary, make_reporter, write_out
 from ._rows import Row, UsageError, check_row, parse_quadrants, plan_tasks, read_rows, slug
 from ._shared import IN_PROCESS_ENDPOINT, build_session, check_out, make_out, route_logs, tell
@@ -134,6 +135,8 @@ async def _run_batch(
             await Journal.open(journal_path or ":memory:", endpoint=endpoint)
         )
         report = await journal.sync(planned)
+        keys = [task.key for task in planned]
+        del planned  # the journal holds the plan now; a long batch need not hold it twice
         tally = Tally()
         reporter = make_reporter(tally, json_lines=options.json, title=title)
         stack.callback(route_logs(options, reporter))
@@ -141,7 +144,7 @@ async def _run_batch(
         runner = BatchRunner(
             session,
             journal,
-            [task.key for task in planned],
+            keys,
             BatchOptions(
                 out=out,
                 concurrency=options.concurrency,
@@ -207,10 +210,9 @@ async def _drive(
         await runner.write_manifest()
     elif rows_to_run and not unreachable:
         after = await _balance(runner.session)
-    lines = runner.manifest_lines()
     summary = _summarise(
         runner.tally,
-        lines,
+        runner.manifest_lines(),
         report.removed,
         before=before,
         after=after,
@@ -228,7 +230,8 @@ async def _drive(
         tell(_aborted_message(aborted, str(runner.session.base_url)))
         return EXIT_FAILED
     if list_files:
-        write_out(sys.stdout, "".join(f"{out / line.file}\n" for line in lines if line.file))
+        files = (line.file for line in runner.manifest_lines() if line.file)
+        write_out(sys.stdout, "".join(f"{out / file}\n" for file in files))
     return summary.exit_status
 
 
@@ -310,7 +313,7 @@ def _start_notes(
 
 def _summarise(
     tally: Tally,
-    lines: list[ManifestLine],
+    lines: Iterable[ManifestLine],
     removed: tuple[str, ...],
     *,
     before: float | None,
@@ -318,14 +321,19 @@ def _summarise(
     manifest: pathlib.Path | None,
     interrupted: bool = False,
 ) -> Summary:
-    rows: dict[int, set[OutputStatus]] = {}
+    # Each row's worst status so far, and the outputs per status: one pass over the lines.
+    rows: dict[int, OutputStatus] = {}
+    outputs: Counter[str] = Counter()
     unknown: list[str] = []
     lost: list[str] = []
     accepted: list[str] = []
     for line in lines:
         if not line.in_file:
             continue
-        rows.setdefault(line.row, set()).add(line.status)
+        outputs[line.status.value] += 1
+        shown = rows.get(line.row)
+        if shown is None or _WORST[line.status] < _WORST[shown]:
+            rows[line.row] = line.status
         # The creates and presses accepted as lost; not the follow-ups of a grid accepted so,
         # which were never sent (they have no parent id).
         if line.status is OutputStatus.ACCEPTED_UNKNOWN and (line.button is None or line.parent_id):
@@ -339,7 +347,7 @@ def _summarise(
             lost.append(f"row {line.row} {line.button}: {line.prompt!r}")
 
     def count(status: OutputStatus) -> int:
-        return sum(1 for statuses in rows.values() if _row_status(statuses) is status)
+        return sum(1 for shown in rows.values() if shown is status)
 
     return Summary(
         rows=len(rows),
@@ -347,7 +355,7 @@ def _summarise(
         failed_rows=count(OutputStatus.FAILED),
         unknown_rows=count(OutputStatus.UNKNOWN),
         pending_rows=count(OutputStatus.PENDING),
-        outputs=dict(final_status(lines)),
+        outputs=dict(outputs),
         files_written=tally.files,
         creates_sent=tally.creates,
         credits_used=tally.credits,
@@ -365,17 +373,20 @@ def _summarise(
     )
 
 
-def _row_status(statuses: set[OutputStatus]) -> OutputStatus:
-    """A row's status: its worst output's (a loss accepted is worse than none, but closed)."""
-    for status in (
-        OutputStatus.FAILED,
-        OutputStatus.UNKNOWN,
-        OutputStatus.PENDING,
-        OutputStatus.ACCEPTED_UNKNOWN,
-    ):
-        if status in statuses:
-            return status
-    return OutputStatus.COMPLETED
+# A row's status is its worst output's, worst first (a loss accepted is worse than none, but
+# closed).
+_WORST: Final = {
+    status: rank
+    for rank, status in enumerate(
+        (
+            OutputStatus.FAILED,
+            OutputStatus.UNKNOWN,
+            OutputStatus.PENDING,
+            OutputStatus.ACCEPTED_UNKNOWN,
+            OutputStatus.COMPLETED,
+        )
+    )
+}
 
 
 async def cmd_batch(options: argparse.Namespace, interruption: Interruption) -> int:

@@ -17,7 +17,7 @@ import enum
 import pathlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
@@ -51,11 +51,12 @@ from ._files import broken_outputs, file_name, remove_part_files
 from ._journal import Journal, OutputRecord, TaskKind, TaskRecord, TaskState
 from ._manifest import (
     ENDED_STATUS,
+    ManifestFile,
     ManifestLine,
     OutputStatus,
+    manifest_chunks,
     manifest_lines,
     orphan_status,
-    write_manifest,
 )
 from ._outgoing import Outgoing, Signature
 
@@ -372,18 +373,26 @@ class BatchRunner:
             await anyio.sleep(max(_MANIFEST_EVERY, 20 * self._manifest_cost))
             await self.write_manifest()
 
-    def manifest_lines(self) -> list[ManifestLine]:
-        """The manifest as it stands: one line per output."""
+    def manifest_lines(self) -> Iterator[ManifestLine]:
+        """The manifest as it stands: one line per output, made as they are asked for."""
         return manifest_lines(self.journal, self._planned, self._download_errors)
 
     async def write_manifest(self) -> None:
-        """Rewrite ``manifest.jsonl`` from the journal, atomically."""
+        """Rewrite ``manifest.jsonl`` from the journal, atomically, a few thousand lines at a
+        time: the lines are made here, between the journal's changes, and written in a worker
+        thread."""
         if not self.options.manifest:
             return
         started = time.monotonic()
-        lines = self.manifest_lines()
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(write_manifest, self.options.out, lines)
+            manifest = await anyio.to_thread.run_sync(ManifestFile, self.options.out)
+            try:
+                for chunk in manifest_chunks(self.manifest_lines()):
+                    await anyio.to_thread.run_sync(manifest.write, chunk)
+            except BaseException:
+                await anyio.to_thread.run_sync(manifest.discard)
+                raise
+            await anyio.to_thread.run_sync(manifest.commit)
         self._manifest_cost = time.monotonic() - started
 
     async def _row(self, key: str, slot: object) -> None:

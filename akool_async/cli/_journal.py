@@ -30,6 +30,7 @@ import enum
 import json
 import pathlib
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -152,7 +153,12 @@ class PlannedTask:
 
 @attrs.frozen(kw_only=True)
 class TaskRecord:
-    """A task as the journal knows it."""
+    """A task as the journal knows it.
+
+    The job's final description is kept as the journal stores it, JSON text (``info_text``),
+    and read on demand (`info`): a parsed one costs about four times the memory, for every
+    finished task of a batch.
+    """
 
     key: str
     kind: TaskKind
@@ -166,12 +172,17 @@ class TaskRecord:
     state: TaskState
     job_id: str | None
     error: str | None
-    info: dict[str, Any] | None
+    info_text: str | None = attrs.field(default=None, repr=False)
     credits: float | None
     creates_sent: int
     retryable: bool
     in_plan: bool
     position: int
+
+    @property
+    def info(self) -> dict[str, Any] | None:
+        """The job's final description (wire form), once it ended; else None."""
+        return json.loads(self.info_text) if self.info_text is not None else None
 
 
 @attrs.frozen(kw_only=True)
@@ -218,7 +229,7 @@ def _record(row: Sequence[Any]) -> TaskRecord:
         state=TaskState(state),
         job_id=job_id,
         error=error,
-        info=json.loads(info) if info is not None else None,
+        info_text=info,
         credits=cost,
         creates_sent=sent,
         retryable=bool(retryable),
@@ -424,12 +435,15 @@ class Journal:
         outputs = self._db.execute(
             "SELECT task_key, name, url, file, sha256, size FROM outputs"
         ).fetchall()
-        return tasks, {
-            (task_key, name): OutputRecord(
-                task_key=task_key, name=name, url=url, file=file, sha256=sha256, size=size
+        # One string per task key and per output name, however many outputs share them.
+        keys = {key: key for key in tasks}
+        recorded: dict[tuple[str, str], OutputRecord] = {}
+        for task_key, name, url, file, sha256, size in outputs:
+            shared_key, shared_name = keys.get(task_key, task_key), sys.intern(name)
+            recorded[shared_key, shared_name] = OutputRecord(
+                task_key=shared_key, name=shared_name, url=url, file=file, sha256=sha256, size=size
             )
-            for task_key, name, url, file, sha256, size in outputs
-        }
+        return tasks, recorded
 
     def _reload(self, key: str) -> TaskRecord:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()  # noqa: S608 - constant columns

@@ -2,7 +2,9 @@
 
 The manifest is what a batch hands its user: every output the current plan asks for, in row
 order, then those of tasks no longer asked for, each with its status, file and sha256. It is
-rewritten whole and atomically (a hidden part file, fsynced, renamed into place).
+rewritten whole and atomically (a hidden part file, fsynced, renamed into place), a few thousand
+lines at a time (`ManifestFile`, `manifest_chunks`): a batch of any length never holds its
+whole manifest in memory.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ import enum
 import json
 import os
 import pathlib
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -25,15 +26,16 @@ __all__ = [
     "ENDED_STATUS",
     "MANIFEST_NAME",
     "ChargeStatus",
+    "ManifestFile",
     "ManifestLine",
     "OutputStatus",
-    "final_status",
+    "manifest_chunks",
     "manifest_lines",
     "orphan_status",
-    "write_manifest",
 ]
 
 MANIFEST_NAME: Final = "manifest.jsonl"
+_CHUNK_LINES: Final = 2000  # manifest lines serialised and written at a time
 
 
 class OutputStatus(enum.StrEnum):
@@ -155,8 +157,10 @@ def manifest_lines(
     journal: Journal,
     planned: Sequence[str],
     download_errors: Mapping[tuple[str, str], str] | None = None,
-) -> list[ManifestLine]:
+) -> Iterator[ManifestLine]:
     """One line per output: the current plan's tasks in row order, then tasks no longer in it.
+
+    Lines are made as they are asked for, from the journal as it stands then.
 
     Args:
         journal: The batch's journal.
@@ -177,11 +181,9 @@ def manifest_lines(
             record.position,
         ),
     )
-    lines: list[ManifestLine] = []
     for record in records:
         failed = failures.get(record.key, {})
-        lines.extend(_lines_of(journal, record, failed, in_plan=record.key in in_plan))
-    return lines
+        yield from _lines_of(journal, record, failed, in_plan=record.key in in_plan)
 
 
 def _lines_of(
@@ -308,22 +310,47 @@ def _output_order(name: str) -> tuple[int, str]:
     return (0 if name in {"grid", "image"} else 1, name)
 
 
-def write_manifest(out: pathlib.Path, lines: Sequence[ManifestLine]) -> None:
-    """Write the manifest to a hidden file, fsync it, and rename it into place. Blocking."""
-    target = out / MANIFEST_NAME
-    temporary = part_file_for(target)
-    data = "".join(json.dumps(line.to_json(), ensure_ascii=False) + "\n" for line in lines)
-    try:
-        with temporary.open("w", encoding="utf-8", newline="\n") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+def manifest_chunks(lines: Iterable[ManifestLine], size: int = _CHUNK_LINES) -> Iterator[str]:
+    """The manifest's text, ``size`` lines at a time."""
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
+        if len(chunk) >= size:
+            yield "".join(chunk)
+            chunk.clear()
+    if chunk:
+        yield "".join(chunk)
 
 
-def final_status(lines: Sequence[ManifestLine]) -> Counter[str]:
-    """How many of the current plan's outputs ended in each status."""
-    return Counter(line.status.value for line in lines if line.in_file)
+class ManifestFile:
+    """A manifest being written: a hidden part file, renamed into place by `commit`.
+
+    Every method blocks (run them in a worker thread); written in pieces, so that the text of
+    a long batch's manifest is never whole in memory.
+    """
+
+    def __init__(self, out: pathlib.Path) -> None:
+        self.target = out / MANIFEST_NAME
+        self.temporary = part_file_for(self.target)
+        self._file = self.temporary.open("w", encoding="utf-8", newline="\n")
+
+    def write(self, text: str) -> None:
+        """Append ``text``."""
+        self._file.write(text)
+
+    def commit(self) -> None:
+        """Flush and fsync the part file, and rename it into place."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.temporary.replace(self.target)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Close and remove the part file; the manifest in place is left as it was."""
+        self._file.close()
+        self.temporary.unlink(missing_ok=True)
+
