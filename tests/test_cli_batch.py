@@ -228,9 +228,10 @@ async def test_expired_results_are_reported_without_a_request(tmp_path: pathlib.
     await run(emulator, tmp_path, rows("an old map"))
     async with await Journal.open(tmp_path / JOURNAL_NAME, endpoint="test") as journal:
         (task,) = journal.tasks.values()
-        assert task.info is not None
+        recorded = await journal.info(task.key)
+        assert recorded is not None
         old = datetime.now(UTC) - timedelta(days=8)
-        info = dict(task.info, create_time=int(old.timestamp() * 1000))
+        info = dict(recorded, create_time=int(old.timestamp() * 1000))
         await journal.completed(task.key, info, task.credits)
         (output,) = journal.outputs.values()
     (tmp_path / output.file).unlink()

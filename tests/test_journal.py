@@ -124,7 +124,7 @@ async def test_sync_adds_keeps_and_removes(tmp_path: pathlib.Path) -> None:
         removed = journal.tasks["a"]
         assert TaskState.COMPLETED == removed.state
         assert "job-a" == removed.job_id
-        assert INFO == removed.info
+        assert (None, INFO) == (removed.info, await journal.info("a"))  # read when wanted
         assert not removed.in_plan
         assert not journal.tasks["a/U1"].in_plan
         assert journal.tasks["b"].in_plan
@@ -291,8 +291,7 @@ async def test_resubmit_clears_the_earlier_attempt(tmp_path: pathlib.Path) -> No
         await journal.sync([grid("fox", 1)])
         await journal.intent("fox")
         await journal.created("fox", "job-1")
-        await journal.failed("fox", "Akool says: failed", INFO, 1.0)
-        failed = journal.tasks["fox"]
+        failed = await journal.failed("fox", "Akool says: failed", INFO, 1.0)
         assert (TaskState.FAILED, "job-1", "Akool says: failed", INFO, 1.0, False) == (
             failed.state,
             failed.job_id,

@@ -292,7 +292,9 @@ class BatchRunner:
     def _needs_work(self, key: str) -> bool:
         record = self.journal.tasks[key]
         if record.state is TaskState.COMPLETED:
-            info = ImageInfo.from_wire(record.info or {"_id": record.job_id, "image_status": 3})
+            # Which outputs a job has depends on its kind, not on its info (which the journal's
+            # mirror leaves out).
+            info = ImageInfo.from_wire({"_id": record.job_id, "image_status": 3})
             return any(
                 (key, name) not in self.journal.outputs
                 for name, _ in self._outputs_of(record, info)
@@ -440,7 +442,9 @@ class BatchRunner:
             record = await self._wait(record)
         if record.state is not TaskState.COMPLETED:
             return None
-        info = ImageInfo.from_wire(record.info or {})
+        # A task an earlier run completed comes from the journal's mirror, without its info.
+        wire = record.info if record.info_text is not None else await self.journal.info(key)
+        info = ImageInfo.from_wire(wire or {})
         await self._download_all(record, info)
         return info
 

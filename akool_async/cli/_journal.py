@@ -156,8 +156,8 @@ class TaskRecord:
     """A task as the journal knows it.
 
     The job's final description is kept as the journal stores it, JSON text (``info_text``),
-    and read on demand (`info`): a parsed one costs about four times the memory, for every
-    finished task of a batch.
+    and parsed on demand (`info`). The records the journal's methods return carry it; those of
+    `Journal.tasks` do not (`Journal.info` reads it from the file).
     """
 
     key: str
@@ -213,6 +213,9 @@ _COLUMNS: Final = (
 )
 
 
+_COLUMNS_NO_INFO: Final = _COLUMNS.replace("info, ", "")
+
+
 def _record(row: Sequence[Any]) -> TaskRecord:
     (key, kind, number, prompt, scale, source, parent, button, stem, state, job_id, error, info,
      cost, sent, retryable, in_plan, position) = row  # fmt: skip
@@ -244,6 +247,8 @@ class Journal:
     Every method commits before it returns, from a worker thread, one call at a time; the
     journal's view of every task and output is mirrored in memory (`tasks`, `outputs`) so
     reading it costs nothing. The mirror changes only on the caller's thread, after the commit.
+    It leaves out each job's final description, most of a task's size (`info` reads it): a
+    batch holds what its rows in flight need, not every finished row's result.
     """
 
     def __init__(self, connection: sqlite3.Connection, path: pathlib.Path) -> None:
@@ -323,8 +328,7 @@ class Journal:
     async def intent(self, key: str) -> TaskRecord:
         """Commit the intent to create ``key``; call it right before sending the create."""
         self._known(key)
-        record = self.tasks[key] = await self._run(partial(self._intent, key))
-        return record
+        return self._keep(await self._run(partial(self._intent, key)))
 
     async def created(self, key: str, job_id: str, charged: float | None = None) -> TaskRecord:
         """Commit the id Akool gave ``key``'s create; call it as soon as the answer is in.
@@ -349,8 +353,7 @@ class Journal:
         is left as it is.
         """
         self._known(key)
-        record = self.tasks[key] = await self._run(partial(self._withdraw, key))
-        return record
+        return self._keep(await self._run(partial(self._withdraw, key)))
 
     async def accept(self, key: str, reason: str) -> TaskRecord:
         """Close an unknown task as a loss the user accepts: final, never created again."""
@@ -401,6 +404,11 @@ class Journal:
         self.outputs.pop((task_key, name), None)
         self._by_task.get(task_key, {}).pop(name, None)
 
+    async def info(self, key: str) -> dict[str, Any] | None:
+        """The final description (wire form) of ``key``'s job, once it ended; else None."""
+        self._known(key)
+        return (await self._run(partial(self._reload, key))).info
+
     def outputs_of(self, task_key: str) -> list[OutputRecord]:
         """The files recorded for one task."""
         return list(self._by_task.get(task_key, {}).values())
@@ -426,12 +434,20 @@ class Journal:
 
     async def _update(self, key: str, **changes: Any) -> TaskRecord:
         self._known(key)
-        record = self.tasks[key] = await self._run(partial(self._set, key, changes))
+        return self._keep(await self._run(partial(self._set, key, changes)))
+
+    def _keep(self, record: TaskRecord) -> TaskRecord:
+        """Mirror ``record`` without its job info; return it whole."""
+        kept = record if record.info_text is None else attrs.evolve(record, info_text=None)
+        self.tasks[record.key] = kept
         return record
 
     def _load(self) -> tuple[dict[str, TaskRecord], dict[tuple[str, str], OutputRecord]]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tasks ORDER BY position").fetchall()  # noqa: S608 - constant columns
-        tasks = {record.key: record for record in map(_record, rows)}
+        # Without the job infos (`info` reads one when it is wanted).
+        tasks: dict[str, TaskRecord] = {}
+        for row in self._db.execute(f"SELECT {_COLUMNS_NO_INFO} FROM tasks ORDER BY position"):  # noqa: S608 - constant columns
+            record = _record((*row[:12], None, *row[12:]))
+            tasks[record.key] = record
         outputs = self._db.execute(
             "SELECT task_key, name, url, file, sha256, size FROM outputs"
         ).fetchall()

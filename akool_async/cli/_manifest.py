@@ -353,4 +353,3 @@ class ManifestFile:
         """Close and remove the part file; the manifest in place is left as it was."""
         self._file.close()
         self.temporary.unlink(missing_ok=True)
-
