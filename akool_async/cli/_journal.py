@@ -455,7 +455,8 @@ class Journal:
         keys = {key: key for key in tasks}
         recorded: dict[tuple[str, str], OutputRecord] = {}
         for task_key, name, url, file, sha256, size in outputs:
-            shared_key, shared_name = keys.get(task_key, task_key), sys.intern(name)
+            shared_key: str = keys.get(task_key) or task_key
+            shared_name = sys.intern(name)
             recorded[shared_key, shared_name] = OutputRecord(
                 task_key=shared_key, name=shared_name, url=url, file=file, sha256=sha256, size=size
             )
