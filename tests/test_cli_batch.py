@@ -233,7 +233,7 @@ async def test_expired_results_are_reported_without_a_request(tmp_path: pathlib.
         old = datetime.now(UTC) - timedelta(days=8)
         info = dict(recorded, create_time=int(old.timestamp() * 1000))
         await journal.completed(task.key, info, task.credits)
-        (output,) = journal.outputs.values()
+        (output,) = await journal.outputs_of(task.key)
     (tmp_path / output.file).unlink()
     images = emulator.requests_per_endpoint()["image"]
 

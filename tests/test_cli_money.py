@@ -14,6 +14,7 @@ import pathlib
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import attrs
@@ -198,13 +199,20 @@ def _line(row: int, status: OutputStatus, *, output: str = "grid") -> ManifestLi
     )  # fmt: skip
 
 
-def test_the_manifest_is_written_a_chunk_at_a_time_and_renamed_into_place(
+async def _each(lines: list[ManifestLine]) -> AsyncIterator[ManifestLine]:
+    """``lines`` one at a time, as the batch's manifest makes them."""
+    for line in lines:
+        yield line
+
+
+@pytest.mark.anyio
+async def test_the_manifest_is_written_a_chunk_at_a_time_and_renamed_into_place(
     tmp_path: pathlib.Path,
 ) -> None:
     """Five lines in chunks of two: three pieces, each whole lines; the file appears only at
     the commit, and a discarded one leaves the manifest in place as it was and no part file."""
     lines = [_line(row, OutputStatus.COMPLETED) for row in range(1, 6)]
-    chunks = list(manifest_chunks(lines, size=2))
+    chunks = [chunk async for chunk in manifest_chunks(_each(lines), size=2)]
     assert [2, 2, 1] == [chunk.count("\n") for chunk in chunks]
     assert "completed" == json.loads(chunks[2])["status"]
     assert "reported" != json.loads(chunks[2])["credits_status"]
@@ -235,7 +243,8 @@ def test_a_manifest_that_cannot_be_renamed_into_place_leaves_no_part_file(
     assert [MANIFEST_NAME] == [path.name for path in tmp_path.iterdir()]
 
 
-def test_the_summary_counts_each_row_by_its_worst_output_in_one_pass() -> None:
+@pytest.mark.anyio
+async def test_the_summary_counts_each_row_by_its_worst_output_in_one_pass() -> None:
     """Lines read once (a generator): a row is failed if any output failed, unknown before
     pending, an accepted loss is worse only than completed; outputs are counted per status."""
     lines = [
@@ -250,7 +259,7 @@ def test_the_summary_counts_each_row_by_its_worst_output_in_one_pass() -> None:
         _line(5, OutputStatus.ACCEPTED_UNKNOWN, output="q1"),
     ]
 
-    summary = _summarise(Tally(), iter(lines), (), before=None, after=None, manifest=None)
+    summary = await _summarise(Tally(), _each(lines), (), before=None, after=None, manifest=None)
 
     assert (5, 1, 1, 1, 1, 1) == (
         summary.rows,
@@ -264,11 +273,12 @@ def test_the_summary_counts_each_row_by_its_worst_output_in_one_pass() -> None:
     assert expected == summary.outputs
 
 
-def test_the_summary_says_when_the_balance_moved_by_another_amount() -> None:
+@pytest.mark.anyio
+async def test_the_summary_says_when_the_balance_moved_by_another_amount() -> None:
     """Credits used as Akool reported them, the unknown ones apart, and a balance that moved
     by more (another user of the account, or an unreported charge) said as such."""
     tally = Tally(credits=10.0, unknown_charges=2, creates=7)
-    summary = _summarise(tally, iter([]), (), before=100.0, after=86.0, manifest=None)
+    summary = await _summarise(tally, _each([]), (), before=100.0, after=86.0, manifest=None)
 
     assert (
         "Files written this run: 0; creates sent: 7; credits used: 10 + 2 create(s) whose "

@@ -205,12 +205,16 @@ async def test_intent_created_completed_survive_reopening(tmp_path: pathlib.Path
         await journal.intent("owl")
         await journal.created("owl", "job-2")
         await journal.note("owl", "still rendering")
-        tasks, outputs = dict(journal.tasks), dict(journal.outputs)
+        tasks, outputs = dict(journal.tasks), await journal.outputs_for(["fox", "owl"])
 
     async with await open_journal(tmp_path) as reopened:
         assert tasks == reopened.tasks
-        assert outputs == reopened.outputs
-        assert {("fox", "grid"), ("fox", "q1")} == set(reopened.outputs)
+        assert outputs == await reopened.outputs_for(["fox", "owl"])
+        assert [output("fox", "grid"), output("fox", "q1")] == await reopened.outputs_of("fox")
+        assert ("grid", "q1") == reopened.output_names("fox")
+        assert reopened.has_output("fox", "q1")
+        assert not reopened.has_output("owl", "grid")
+        assert "outputs=2>" in repr(reopened)
         assert (TaskState.CREATED, "job-2", "still rendering") == (
             reopened.tasks["owl"].state,
             reopened.tasks["owl"].job_id,
@@ -387,10 +391,13 @@ async def test_outputs_are_recorded_replaced_and_forgotten(tmp_path: pathlib.Pat
         await journal.output(newer)
         await journal.forget_output("fox", "q1")
         await journal.forget_output("fox", "q4")  # never recorded: nothing to do
-        assert {("fox", "grid"): newer} == journal.outputs
+        assert [newer] == await journal.outputs_of("fox")
+        assert ("grid",) == journal.output_names("fox")
 
     async with await open_journal(tmp_path) as journal:
-        assert {("fox", "grid"): newer} == journal.outputs
+        assert [newer] == await journal.outputs_of("fox")
+        assert ("grid",) == journal.output_names("fox")
+        assert {} == await journal.outputs_for(["owl", "nobody"])
 
 
 @pytest.mark.anyio

@@ -13,7 +13,7 @@ import pathlib
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -55,6 +55,7 @@ EXIT_OK: Final = 0
 EXIT_INTERRUPTED: Final = 130
 LOCK_NAME: Final = ".akool-journal.lock"
 _BALANCE_WAIT: Final = 5.0  # seconds the optional balance read after a batch may take
+_LISTED_AT_ONCE: Final = 2000  # file names written to stdout at a time by --list-files
 # Seconds the first request of a batch (the balance) may take with its retries: enough for five
 # quick failures to connect (refused, no such host, TLS), which then stop the batch at once.
 _FIRST_REQUEST_WAIT: Final = 15.0
@@ -210,7 +211,7 @@ async def _drive(
         await runner.write_manifest()
     elif rows_to_run and not unreachable:
         after = await _balance(runner.session)
-    summary = _summarise(
+    summary = await _summarise(
         runner.tally,
         runner.manifest_lines(),
         report.removed,
@@ -230,9 +231,20 @@ async def _drive(
         tell(_aborted_message(aborted, str(runner.session.base_url)))
         return EXIT_FAILED
     if list_files:
-        files = (line.file for line in runner.manifest_lines() if line.file)
-        write_out(sys.stdout, "".join(f"{out / file}\n" for file in files))
+        await _list_files(runner, out)
     return summary.exit_status
+
+
+async def _list_files(runner: BatchRunner, out: pathlib.Path) -> None:
+    """Print the path of every file the manifest lists, a few thousand at a time."""
+    listed: list[str] = []
+    async for line in runner.manifest_lines():
+        if line.file:
+            listed.append(f"{out / line.file}\n")
+        if len(listed) >= _LISTED_AT_ONCE:
+            write_out(sys.stdout, "".join(listed))
+            listed.clear()
+    write_out(sys.stdout, "".join(listed))
 
 
 def _aborted_message(aborted: BatchAborted, base_url: str) -> str:
@@ -311,9 +323,9 @@ def _start_notes(
     return notes
 
 
-def _summarise(
+async def _summarise(
     tally: Tally,
-    lines: Iterable[ManifestLine],
+    lines: AsyncIterable[ManifestLine],
     removed: tuple[str, ...],
     *,
     before: float | None,
@@ -327,7 +339,7 @@ def _summarise(
     unknown: list[str] = []
     lost: list[str] = []
     accepted: list[str] = []
-    for line in lines:
+    async for line in lines:
         if not line.in_file:
             continue
         outputs[line.status.value] += 1

@@ -17,7 +17,7 @@ import enum
 import pathlib
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
@@ -71,6 +71,7 @@ __all__ = [
 
 _MANIFEST_EVERY: Final = 2.0  # seconds between manifest rewrites while a batch runs
 _REACH_CHECK_EVERY: Final = 1.0  # seconds between looks at whether Akool can be reached
+_CHECK_TASKS: Final = 2000  # tasks whose recorded files are checked (read, hashed) at a time
 _QUADRANTS: Final = ("q1", "q2", "q3", "q4")
 # Refusals that say the account cannot create anything now: stop the batch instead of
 # sending the same refused create for every row.
@@ -252,12 +253,17 @@ class BatchRunner:
         forgotten, so it is downloaded again.
         """
         await anyio.to_thread.run_sync(remove_part_files, self.options.out)
-        planned = set(self._planned)
-        recorded = [output for (key, _), output in self.journal.outputs.items() if key in planned]
-        broken = await anyio.to_thread.run_sync(broken_outputs, self.options.out, recorded)
-        for output, reason in broken:
-            await self.journal.forget_output(output.task_key, output.name)
-            self.reporter.note(f"{output.file} {reason}: downloading it again")
+        for start in range(0, len(self._planned), _CHECK_TASKS):
+            chunk = self._planned[start : start + _CHECK_TASKS]
+            recorded = [
+                output
+                for outputs in (await self.journal.outputs_for(chunk)).values()
+                for output in outputs
+            ]
+            broken = await anyio.to_thread.run_sync(broken_outputs, self.options.out, recorded)
+            for output, reason in broken:
+                await self.journal.forget_output(output.task_key, output.name)
+                self.reporter.note(f"{output.file} {reason}: downloading it again")
         if self._relocated:
             await self._recreate_lost_jobs()
         todo = {key for key in self._planned if self._needs_work(key)}
@@ -280,8 +286,8 @@ class BatchRunner:
             lost = record.state in {TaskState.CREATED, TaskState.UNKNOWN, TaskState.INTENT}
             if record.state is TaskState.COMPLETED and self._needs_work(key):
                 lost = True
-                for output in self.journal.outputs_of(key):
-                    await self.journal.forget_output(key, output.name)
+                for name in self.journal.output_names(key):
+                    await self.journal.forget_output(key, name)
             if lost:
                 await self.journal.resubmit(key)
                 self.reporter.note(
@@ -296,8 +302,7 @@ class BatchRunner:
             # mirror leaves out).
             info = ImageInfo.from_wire({"_id": record.job_id, "image_status": 3})
             return any(
-                (key, name) not in self.journal.outputs
-                for name, _ in self._outputs_of(record, info)
+                not self.journal.has_output(key, name) for name, _ in self._outputs_of(record, info)
             )
         if record.state is TaskState.FAILED:
             return record.retryable
@@ -375,7 +380,7 @@ class BatchRunner:
             await anyio.sleep(max(_MANIFEST_EVERY, 20 * self._manifest_cost))
             await self.write_manifest()
 
-    def manifest_lines(self) -> Iterator[ManifestLine]:
+    def manifest_lines(self) -> AsyncIterator[ManifestLine]:
         """The manifest as it stands: one line per output, made as they are asked for."""
         return manifest_lines(self.journal, self._planned, self._download_errors)
 
@@ -389,7 +394,7 @@ class BatchRunner:
         with anyio.CancelScope(shield=True):
             manifest = await anyio.to_thread.run_sync(ManifestFile, self.options.out)
             try:
-                for chunk in manifest_chunks(self.manifest_lines()):
+                async for chunk in manifest_chunks(self.manifest_lines()):
                     await anyio.to_thread.run_sync(manifest.write, chunk)
             except BaseException:
                 await anyio.to_thread.run_sync(manifest.discard)
@@ -576,7 +581,7 @@ class BatchRunner:
         wanted = [
             (name, url)
             for name, url in self._outputs_of(record, info)
-            if (record.key, name) not in self.journal.outputs
+            if not self.journal.has_output(record.key, name)
         ]
         if not wanted:
             return

@@ -64,6 +64,8 @@ _LOST_ANSWER: Final = (
     "have reached Akool"
 )
 _T = TypeVar("_T")
+_KEYS_PER_QUERY: Final = 500
+"""Task keys per ``IN (...)`` query: well under SQLite's bound on a statement's parameters."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -244,11 +246,13 @@ def _record(row: Sequence[Any]) -> TaskRecord:
 class Journal:
     """The SQLite journal of one output folder. Open it with `Journal.open`.
 
-    Every method commits before it returns, from a worker thread, one call at a time; the
-    journal's view of every task and output is mirrored in memory (`tasks`, `outputs`) so
-    reading it costs nothing. The mirror changes only on the caller's thread, after the commit.
-    It leaves out each job's final description, most of a task's size (`info` reads it): a
-    batch holds what its rows in flight need, not every finished row's result.
+    Every method commits before it returns, from a worker thread, one call at a time. The
+    journal's view of every task is mirrored in memory (`tasks`), with the names of the outputs
+    each has recorded (`has_output`), so the questions a batch asks of every row cost nothing.
+    The mirror changes only on the caller's thread, after the commit. It leaves out each job's
+    final description (`info` reads it) and the output records themselves (`outputs_of`,
+    `outputs_for`): a batch holds what its rows in flight need, not every finished row's
+    result.
     """
 
     def __init__(self, connection: sqlite3.Connection, path: pathlib.Path) -> None:
@@ -256,11 +260,13 @@ class Journal:
         self.path = path
         self._limiter = anyio.CapacityLimiter(1)
         self.tasks: dict[str, TaskRecord] = {}
-        self.outputs: dict[tuple[str, str], OutputRecord] = {}
-        self._by_task: dict[str, dict[str, OutputRecord]] = {}
+        # Which outputs each task has recorded, by name only: the records themselves (URL, file,
+        # sha256) stay in the file until they are asked for (`outputs_of`, `outputs_for`).
+        self._names: dict[str, tuple[str, ...]] = {}
+        self._shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __repr__(self) -> str:
-        return f"<Journal {str(self.path)!r} tasks={len(self.tasks)} outputs={len(self.outputs)}>"
+        return f"<Journal {str(self.path)!r} tasks={len(self.tasks)} outputs={self.output_count}>"
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -395,31 +401,66 @@ class Journal:
     async def output(self, record: OutputRecord) -> None:
         """Record a file written into place (after its rename)."""
         await self._run(partial(self._output, record))
-        self.outputs[record.task_key, record.name] = record
-        self._by_task.setdefault(record.task_key, {})[record.name] = record
+        names = self._names.get(record.task_key, ())
+        if record.name not in names:
+            self._name(record.task_key, (*names, record.name))
 
     async def forget_output(self, task_key: str, name: str) -> None:
         """Forget a file that is missing or no longer matches its sha256."""
         await self._run(partial(self._forget_output, task_key, name))
-        self.outputs.pop((task_key, name), None)
-        self._by_task.get(task_key, {}).pop(name, None)
+        names = self._names.get(task_key, ())
+        if name in names:
+            self._name(task_key, tuple(other for other in names if other != name))
 
     async def info(self, key: str) -> dict[str, Any] | None:
         """The final description (wire form) of ``key``'s job, once it ended; else None."""
         self._known(key)
         return (await self._run(partial(self._reload, key))).info
 
-    def outputs_of(self, task_key: str) -> list[OutputRecord]:
-        """The files recorded for one task."""
-        return list(self._by_task.get(task_key, {}).values())
+    def has_output(self, task_key: str, name: str) -> bool:
+        """Whether ``task_key`` has a file recorded for its output ``name``."""
+        return name in self._names.get(task_key, ())
 
-    def _mirror(
-        self, tasks: dict[str, TaskRecord], outputs: dict[tuple[str, str], OutputRecord]
-    ) -> None:
-        self.tasks, self.outputs = tasks, outputs
-        self._by_task = {}
-        for (task_key, name), output in outputs.items():
-            self._by_task.setdefault(task_key, {})[name] = output
+    def output_names(self, task_key: str) -> tuple[str, ...]:
+        """The names of the outputs recorded for one task, in the order they were recorded."""
+        return self._names.get(task_key, ())
+
+    @property
+    def output_count(self) -> int:
+        """How many outputs are recorded, over every task."""
+        return sum(len(names) for names in self._names.values())
+
+    async def outputs_of(self, task_key: str) -> list[OutputRecord]:
+        """The files recorded for one task, read from the file."""
+        return (await self.outputs_for([task_key])).get(task_key, [])
+
+    async def outputs_for(self, task_keys: Sequence[str]) -> dict[str, list[OutputRecord]]:
+        """The files recorded for each of ``task_keys`` (those with none are left out).
+
+        Read from the file: ask for a bounded number of tasks at a time (a chunk of a
+        manifest), not for a whole batch.
+        """
+        wanted = [key for key in task_keys if key in self._names]
+        found: dict[str, list[OutputRecord]] = {}
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start : start + _KEYS_PER_QUERY]
+            for record in await self._run(partial(self._outputs, chunk)):
+                found.setdefault(record.task_key, []).append(record)
+        return found
+
+    def _mirror(self, tasks: dict[str, TaskRecord], names: dict[str, list[str]]) -> None:
+        self.tasks = tasks
+        self._names = {}
+        self._shapes = {}
+        for task_key, recorded in names.items():
+            self._name(tasks[task_key].key if task_key in tasks else task_key, tuple(recorded))
+
+    def _name(self, task_key: str, names: tuple[str, ...]) -> None:
+        # Most tasks have one of a few sets of names ("grid", "q1".."q4"): share the tuples.
+        if not names:
+            self._names.pop(task_key, None)
+            return
+        self._names[task_key] = self._shapes.setdefault(names, names)
 
     def _known(self, key: str) -> None:
         if key not in self.tasks:
@@ -442,25 +483,29 @@ class Journal:
         self.tasks[record.key] = kept
         return record
 
-    def _load(self) -> tuple[dict[str, TaskRecord], dict[tuple[str, str], OutputRecord]]:
-        # Without the job infos (`info` reads one when it is wanted).
+    def _load(self) -> tuple[dict[str, TaskRecord], dict[str, list[str]]]:
+        # Without the job infos (`info` reads one when it is wanted) and without the output
+        # records: only which names each task has.
         tasks: dict[str, TaskRecord] = {}
         for row in self._db.execute(f"SELECT {_COLUMNS_NO_INFO} FROM tasks ORDER BY position"):  # noqa: S608 - constant columns
             record = _record((*row[:12], None, *row[12:]))
             tasks[record.key] = record
-        outputs = self._db.execute(
-            "SELECT task_key, name, url, file, sha256, size FROM outputs"
-        ).fetchall()
-        # One string per task key and per output name, however many outputs share them.
-        keys = {key: key for key in tasks}
-        recorded: dict[tuple[str, str], OutputRecord] = {}
-        for task_key, name, url, file, sha256, size in outputs:
-            shared_key: str = keys.get(task_key) or task_key
-            shared_name = sys.intern(name)
-            recorded[shared_key, shared_name] = OutputRecord(
-                task_key=shared_key, name=shared_name, url=url, file=file, sha256=sha256, size=size
-            )
-        return tasks, recorded
+        names: dict[str, list[str]] = {}
+        for task_key, name in self._db.execute("SELECT task_key, name FROM outputs ORDER BY rowid"):
+            names.setdefault(task_key, []).append(sys.intern(name))
+        return tasks, names
+
+    def _outputs(self, task_keys: list[str]) -> list[OutputRecord]:
+        marks = ", ".join("?" * len(task_keys))
+        rows = self._db.execute(
+            "SELECT task_key, name, url, file, sha256, size FROM outputs "  # noqa: S608 - placeholders only
+            f"WHERE task_key IN ({marks}) ORDER BY rowid",
+            task_keys,
+        )
+        return [
+            OutputRecord(task_key=key, name=name, url=url, file=file, sha256=sha256, size=size)
+            for key, name, url, file, sha256, size in rows
+        ]
 
     def _reload(self, key: str) -> TaskRecord:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()  # noqa: S608 - constant columns
@@ -500,7 +545,7 @@ class Journal:
 
     def _sync(
         self, planned: list[PlannedTask]
-    ) -> tuple[SyncReport, dict[str, TaskRecord], dict[tuple[str, str], OutputRecord]]:
+    ) -> tuple[SyncReport, dict[str, TaskRecord], dict[str, list[str]]]:
         now = time.time()
         added: list[str] = []
         kept: list[str] = []

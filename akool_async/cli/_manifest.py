@@ -13,14 +13,14 @@ import enum
 import json
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
 import attrs
 
 from ._files import part_file_for
-from ._journal import Journal, TaskKind, TaskRecord, TaskState
+from ._journal import Journal, OutputRecord, TaskKind, TaskRecord, TaskState
 
 __all__ = [
     "ENDED_STATUS",
@@ -36,6 +36,7 @@ __all__ = [
 
 MANIFEST_NAME: Final = "manifest.jsonl"
 _CHUNK_LINES: Final = 2000  # manifest lines serialised and written at a time
+_CHUNK_TASKS: Final = 500  # tasks whose recorded files are read from the journal at a time
 
 
 class OutputStatus(enum.StrEnum):
@@ -153,14 +154,15 @@ def orphan_status(grid: TaskRecord) -> tuple[OutputStatus, str]:
     return OutputStatus.UNKNOWN, "not created yet: its grid is not finished (the next run goes on)"
 
 
-def manifest_lines(
+async def manifest_lines(
     journal: Journal,
     planned: Sequence[str],
     download_errors: Mapping[tuple[str, str], str] | None = None,
-) -> Iterator[ManifestLine]:
+) -> AsyncIterator[ManifestLine]:
     """One line per output: the current plan's tasks in row order, then tasks no longer in it.
 
-    Lines are made as they are asked for, from the journal as it stands then.
+    Lines are made as they are asked for, from the journal as it stands then: the files of a
+    few hundred tasks at a time are read from the journal's file, never a whole batch's.
 
     Args:
         journal: The batch's journal.
@@ -181,15 +183,28 @@ def manifest_lines(
             record.position,
         ),
     )
-    for record in records:
-        failed = failures.get(record.key, {})
-        yield from _lines_of(journal, record, failed, in_plan=record.key in in_plan)
+    for start in range(0, len(records), _CHUNK_TASKS):
+        chunk = records[start : start + _CHUNK_TASKS]
+        outputs = await journal.outputs_for(
+            [record.key for record in chunk if record.state is TaskState.COMPLETED]
+        )
+        for record in chunk:
+            recorded = {output.name: output for output in outputs.get(record.key, ())}
+            for line in _lines_of(
+                journal,
+                record,
+                recorded,
+                failures.get(record.key, {}),
+                in_plan=record.key in in_plan,
+            ):
+                yield line
 
 
 def _lines_of(
     journal: Journal,
     record: TaskRecord,
-    failures: dict[str, str],
+    outputs: Mapping[str, OutputRecord],
+    failures: Mapping[str, str],
     *,
     in_plan: bool,
 ) -> list[ManifestLine]:
@@ -207,7 +222,7 @@ def _lines_of(
         in_file=in_plan,
     )
     if record.state is TaskState.COMPLETED:
-        return _completed_lines(journal, record, failures, primary, line)
+        return _completed_lines(record, outputs, failures, primary, line)
     status, error, waiting_on_grid = _standing(record, parent)
     cost, charge = charge_of(record)
     return [
@@ -238,54 +253,37 @@ _MAY_BE_CHARGED: Final = frozenset({TaskState.UNKNOWN, TaskState.ACCEPTED, TaskS
 
 
 def _completed_lines(
-    journal: Journal,
     record: TaskRecord,
-    failures: dict[str, str],
+    outputs: Mapping[str, OutputRecord],
+    failures: Mapping[str, str],
     primary: str,
     line: Callable[..., ManifestLine],
 ) -> list[ManifestLine]:
     """A completed task's lines: one per output, downloaded, failed or not yet downloaded."""
-    names = [output.name for output in journal.outputs_of(record.key)]
-    names += [name for name in failures if name not in names]
-    names = sorted(set(names) | {primary}, key=_output_order)
+    names = sorted({*outputs, *failures, primary}, key=_output_order)
     lines: list[ManifestLine] = []
     first_credits, first_charge = charge_of(record)
     for index, name in enumerate(names):
         cost, charge = (first_credits, first_charge) if index == 0 else (0, ChargeStatus.NONE)
-        output = journal.outputs.get((record.key, name))
+        output = outputs.get(name)
         failure = failures.get(name)
         if output is not None:
-            lines.append(
-                line(
-                    output=name,
-                    status=OutputStatus.COMPLETED,
-                    file=output.file,
-                    sha256=output.sha256,
-                    error=None,
-                    credits=cost,
-                    credits_status=charge,
-                )
-            )
+            status, error, file, sha256 = OutputStatus.COMPLETED, None, output.file, output.sha256
         elif failure is not None:
-            lines.append(
-                line(
-                    output=name,
-                    status=OutputStatus.FAILED,
-                    error=failure,
-                    credits=cost,
-                    credits_status=charge,
-                )
-            )
+            status, error, file, sha256 = OutputStatus.FAILED, failure, None, None
         else:
-            lines.append(
-                line(
-                    output=name,
-                    status=OutputStatus.PENDING,
-                    error=None,
-                    credits=cost,
-                    credits_status=charge,
-                )
+            status, error, file, sha256 = OutputStatus.PENDING, None, None, None
+        lines.append(
+            line(
+                output=name,
+                status=status,
+                file=file,
+                sha256=sha256,
+                error=error,
+                credits=cost,
+                credits_status=charge,
             )
+        )
     return lines
 
 
@@ -310,10 +308,12 @@ def _output_order(name: str) -> tuple[int, str]:
     return (0 if name in {"grid", "image"} else 1, name)
 
 
-def manifest_chunks(lines: Iterable[ManifestLine], size: int = _CHUNK_LINES) -> Iterator[str]:
+async def manifest_chunks(
+    lines: AsyncIterable[ManifestLine], size: int = _CHUNK_LINES
+) -> AsyncIterator[str]:
     """The manifest's text, ``size`` lines at a time."""
     chunk: list[str] = []
-    for line in lines:
+    async for line in lines:
         chunk.append(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
         if len(chunk) >= size:
             yield "".join(chunk)
