@@ -35,6 +35,7 @@ __all__ = [
     "ButtonUnavailable",
     "ConnectError",
     "ContentNotFound",
+    "CoordinationUnavailable",
     "DownloadError",
     "GenerationError",
     "HTTPStatusError",
@@ -418,6 +419,15 @@ class SessionClosed(SessionStateError):
 # ---------------------------------------------------------------------------------------------
 # Webhooks.
 # ---------------------------------------------------------------------------------------------
+
+
+class CoordinationUnavailable(AkoolError):
+    """The store that the app's processes share (Redis) cannot be reached now.
+
+    Raised inside the SDK only: a session that shares its budget and callbacks with other
+    processes then goes on alone (its own request budget, polling as the safety net) and tries
+    the store again a little later; no job is lost or created twice because of it.
+    """
 
 
 class WebhookVerificationError(AkoolError):

@@ -10,12 +10,14 @@ from typing import Final, cast
 
 import httpx
 
+from ._coordinator import Coordinator
 from ._errors import InvalidInput, MissingDependency
 
 __all__ = [
     "NOT_GIVEN",
     "NotGiven",
     "__version__",
+    "check_coordinator",
     "check_http2",
     "check_limits",
     "check_listen",
@@ -53,6 +55,17 @@ def whole(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidInput(f"{name} must be a whole number >= 1 (got {value!r})")
     return value
+
+
+def check_coordinator(coordinator: object) -> Coordinator | None:
+    """A coordinator, or None; anything else (a Redis URL, a Redis client) is refused."""
+    if coordinator is None or isinstance(coordinator, Coordinator):
+        return coordinator
+    raise InvalidInput(
+        "coordinator must be a coordinator such as "
+        "akool_async.coordination.RedisCoordinator('redis://host:6379/0') (got "
+        f"{type(coordinator).__name__})"
+    )
 
 
 def check_limits(rate: object, concurrent: object, jobs: object) -> None:

@@ -22,17 +22,25 @@ A 429 (or code 1005) means one of three things, and each gets its own answer:
 
 Requests are counted when their answer is in (`Pace.release`, `Pace.throttled`), so a request
 still in flight never passes for an accepted one. All time is anyio's: virtual time works.
+
+Several processes of one app (web workers, containers) can share one budget per account
+(`SharedBudget`, e.g. `akool_async.coordination.RedisCoordinator`): the same rules then run over
+every worker's answers, atomically in the store, and every request takes its turn there. While
+the store cannot be reached, each process falls back to its own bucket, as above.
 """
 
 from __future__ import annotations
 
 import collections
 import math
-from typing import Final
+from typing import Final, Protocol
 
 import anyio
+import attrs
 
-__all__ = ["Pace", "Turn"]
+from ._errors import CoordinationUnavailable
+
+__all__ = ["TUNING", "Pace", "SharedBudget", "SharedTurn", "Turn"]
 
 _TOLD_SHARE: Final = 0.97
 """A told limit is paced at this share of it: R + 1 requests span 1 / 0.97 s, 31 ms of slack."""
@@ -70,6 +78,66 @@ _DEFAULT_PAUSE: Final = 1.0
 _EPSILON: Final = 1e-9
 _MIN_SLEEP: Final = 1e-6
 _CREATE_SHARE: Final = 0.75
+
+TUNING: Final = {
+    "told_share": _TOLD_SHARE,
+    "settle_share": _SETTLE_SHARE,
+    "window": _WINDOW,
+    "short_window": _SHORT_WINDOW,
+    "long_window": _LONG_WINDOWS[0],
+    "longest_window": _LONG_WINDOWS[1],
+    "cluster_min": _CLUSTER_MIN,
+    "meaningful": _MEANINGFUL,
+    "sporadic_share": _SPORADIC_SHARE,
+    "probe_first": _PROBE_FIRST,
+    "probe_shortest": _PROBE_SHORTEST,
+    "probe_longest": _PROBE_LONGEST,
+    "probe_span": _PROBE_SPAN,
+    "probe_step": _PROBE_STEP,
+    "probe_step_most": _PROBE_STEP_MOST,
+    "probe_fails_at": _PROBE_FAILS_AT,
+    "probe_busy": _PROBE_BUSY,
+    "forget_after": _FORGET_AFTER,
+    "min_rate": _MIN_RATE,
+}
+"""The pace's rules in numbers, for a shared budget that runs them elsewhere (in Redis)."""
+
+
+@attrs.frozen
+class SharedTurn:
+    """A shared budget's answer to one request asking for its turn.
+
+    Attributes:
+        wait: Seconds to wait before the request goes (its turn is reserved), or, with
+            ``paused``, before asking again.
+        paused: Everyone waits out a ``Retry-After``; ask again after ``wait``.
+        rate: The shared pace in requests per second, or None when there is no limit.
+    """
+
+    wait: float
+    paused: bool
+    rate: float | None
+
+
+class SharedBudget(Protocol):
+    """A request budget shared by every process that uses one Akool account.
+
+    Its methods raise `CoordinationUnavailable` when the store cannot be reached; the pace then
+    goes on with its own bucket until `available` says otherwise.
+    """
+
+    def available(self) -> bool:
+        """Whether to ask the store now (False for a while after it failed)."""
+        ...  # pragma: no cover - a protocol
+
+    async def take(self, *, told: float | None, answered: int) -> SharedTurn:
+        """Reserve one request's turn; ``answered`` answers came in since the last call."""
+        ...  # pragma: no cover - a protocol
+
+    async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
+        """Count a 429 (with ``answered`` answers since the last call, this one included);
+        True when it completed a cluster, so everyone now waits ``pause`` seconds."""
+        ...  # pragma: no cover - a protocol
 
 
 class Turn:
@@ -153,15 +221,26 @@ class Pace:
         rate: A requests-per-second limit the server is known to enforce (a hard ceiling, paced
             at 97 % of it); None: unlimited until 429s show a limit.
         max_pause: The longest ``Retry-After`` everyone waits for at once, in seconds.
+        shared: A budget shared with the app's other processes; None: this process alone.
     """
 
-    def __init__(self, *, max_concurrent: int, rate: float | None, max_pause: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_concurrent: int,
+        rate: float | None,
+        max_pause: float,
+        shared: SharedBudget | None = None,
+    ) -> None:
         self._slots = anyio.CapacityLimiter(max_concurrent)
         # Creates may hold at most three quarters of the slots, so a burst of thousands of
         # creates never shuts status reads out: finished jobs must still be noticed.
         self._create_slots = anyio.CapacityLimiter(max(1, int(max_concurrent * _CREATE_SHARE)))
         self._turns = anyio.Lock()
         self._priority_turns = anyio.Lock()
+        self._told = rate
+        self._shared = shared
+        self._unreported = 0  # answers the shared budget has not been told of yet
         self._ceiling = rate * _TOLD_SHARE if rate is not None else None
         self._limit: float | None = None
         self._rate = self._ceiling
@@ -245,6 +324,7 @@ class Pace:
             self._create_slots.release_on_behalf_of(turn)
         if turn.probe is not None:
             turn.probe.outstanding -= 1
+        self._unreported += 1
         now = anyio.current_time()
         # Answers that arrive while everyone waits out a cluster's Retry-After were sent before
         # it: the cluster already told what they tell.
@@ -252,6 +332,22 @@ class Pace:
             for window in self._windows:
                 window.forget_before(now)
                 window.answered.append(now)
+
+    async def refused(self, retry_after: float | None) -> None:
+        """Akool refused a request (HTTP 429 or code 1005): tell the shared budget, if there
+        is one and it can be reached; else judge it here (`throttled`)."""
+        shared = self._shared
+        if shared is not None and shared.available():
+            pause = min(retry_after if retry_after is not None else _DEFAULT_PAUSE, self._max_pause)
+            answered, self._unreported = self._unreported, 0
+            try:
+                await shared.refused(told=self._told, answered=answered, pause=pause)
+            except CoordinationUnavailable:
+                pass  # the shared budget logs it; this process judges on its own meanwhile
+            else:
+                self.throttles += 1
+                return
+        self.throttled(retry_after)
 
     def throttled(self, retry_after: float | None) -> None:
         """Akool refused a request (HTTP 429 or code 1005): a limit, or a sporadic refusal?
@@ -363,7 +459,24 @@ class Pace:
         # tells nothing, so try again after the same spell.
         self._settle(now)
 
+    async def _await_shared_turn(self, shared: SharedBudget) -> bool:
+        """Take the turn from the shared budget; False if it cannot be reached."""
+        while True:
+            answered, self._unreported = self._unreported, 0
+            try:
+                granted = await shared.take(told=self._told, answered=answered)
+            except CoordinationUnavailable:
+                return False
+            self._rate = granted.rate
+            if granted.wait > 0:
+                await anyio.sleep(granted.wait)
+            if not granted.paused:
+                return True
+
     async def _await_token(self, turn: Turn) -> None:
+        shared = self._shared
+        if shared is not None and shared.available() and await self._await_shared_turn(shared):
+            return
         while True:
             now = anyio.current_time()
             if now < self._paused_until:

@@ -98,10 +98,17 @@ class AkoolSession(SessionBase):
         max_prompt_length: The longest prompt sent, in characters (default
             `MAX_PROMPT_LENGTH`, 4,000: Akool documents no limit); a longer one is
             `InvalidInput` before any request.
+        coordinator: Share callbacks and the request budget with the app's other processes
+            (web workers, containers): `akool_async.coordination.RedisCoordinator`, one per
+            session, needing the ``redis`` extra. A callback that reaches any worker then
+            resolves the wait of the worker that created the job, and every worker takes its
+            requests from one budget per account (``requests_per_second`` is then the
+            account's limit, for all of them). Without Redis the session goes on alone.
 
     Raises:
         MissingCredentials: No credentials given or found.
-        InvalidInput: A credential, the base URL or another option is malformed, or
+        InvalidInput: A credential, the base URL or another option is malformed, ``coordinator``
+            is not a coordinator, or
             ``webhook_public_url``'s path does not end in ``/`` while the session does not
             serve the receiver itself (a mount answers the bare path with a redirect).
         MissingDependency: ``http2=True`` without the ``http2`` extra, or webhooks without

@@ -24,6 +24,7 @@ from ._constants import (
     DEFAULT_TOLERANCE,
     POOL_LIMITS,
 )
+from ._coordinator import Coordinator
 from ._engine import Engine
 from ._errors import SessionClosed, SessionStateError, SubmissionUnknown
 from ._lifetime import Background, HostScopes
@@ -31,6 +32,7 @@ from ._models import ImageInfo
 from ._options import (
     NOT_GIVEN,
     NotGiven,
+    check_coordinator,
     check_http2,
     check_limits,
     check_listen,
@@ -85,6 +87,7 @@ class SessionBase:
         webhook_public_url: str | None = None,
         webhook_tolerance: float | None = DEFAULT_TOLERANCE,
         max_prompt_length: int = MAX_PROMPT_LENGTH,
+        coordinator: Coordinator | None = None,
     ) -> None:
         check_limits(requests_per_second, max_concurrent_requests, max_jobs_in_flight)
         self._max_prompt_length = check_max_prompt_length(max_prompt_length)
@@ -118,6 +121,7 @@ class SessionBase:
             else check_url("webhook_public_url", webhook_public_url)
         )
         self._webhook_tolerance = webhook_tolerance
+        self._coordinator = check_coordinator(coordinator)
         self._listener: WebhookListener | None = None
         if self._webhook_listen is not None or self._webhook_public_url is not None:
             self._listener = self._make_listener()
@@ -220,10 +224,28 @@ class SessionBase:
 
     def _on_callback(self, event: WebhookEvent) -> None:
         engine = self._engine
-        if engine is None or not engine.push(event.id, event.status):
-            logger.debug(
-                "webhook callback for job %s, which this session does not follow", event.id
-            )
+        if engine is not None and engine.push(event.id, event.status):
+            return
+        if self._coordinator is not None:
+            self._coordinator.publish(event.id, event.status)  # another worker's job, perhaps
+            return
+        logger.debug("webhook callback for job %s, which this session does not follow", event.id)
+
+    def _coordinated(self, engine: Engine) -> contextlib.AbstractAsyncContextManager[None]:
+        """The coordinator, connected while the session is open; callbacks it brings from
+        other workers go to the engine like this session's own."""
+        assert self._coordinator is not None  # noqa: S101 - only called with one
+        credentials = self._credentials
+        identity = credentials.client_id
+        if identity is None:  # hashed into Redis' key names, never stored as it is
+            key = credentials.api_key or credentials.token
+            identity = key.reveal() if key is not None else ""
+        secret = credentials.client_secret
+        return self._coordinator.running(
+            account=f"{self._base_url}\n{identity}",
+            secret=secret.reveal() if secret is not None else None,
+            deliver=engine.push,
+        )
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -259,6 +281,8 @@ class SessionBase:
                 ]
                 if self._listener is not None:
                     contexts.append(self._listener.serving())
+                if self._coordinator is not None:
+                    contexts.append(self._coordinated(engine))
                 await task_group.start(self._background.run, contexts, [engine.run])
                 self._host_scopes = HostScopes(stack.pop_all(), "an AkoolSession")
         except BaseException:
@@ -318,6 +342,7 @@ class SessionBase:
             max_concurrent=self._max_concurrent_requests,
             rate=self._requests_per_second,
             max_pause=self._retry.max_retry_after,
+            shared=self._coordinator.budget if self._coordinator is not None else None,
         )
         return Wire(
             client,

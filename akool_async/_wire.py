@@ -334,7 +334,7 @@ class Wire:
             result = decode_answer(response, content, endpoint, self.redact, asked_id)
         except Failure as failure:
             if isinstance(failure.error, TooManyRequests | RateLimited):
-                self.pace.throttled(failure.retry_after)
+                await self.pace.refused(failure.retry_after)
             scrub(failure.error, self.redact)
             elapsed_ms = (anyio.current_time() - sent) * 1000
             logger.debug("%s -> %s (%.0f ms)", route.label, failure.error, elapsed_ms)

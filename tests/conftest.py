@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ import trio.testing
 
 import akool_async as ak
 from akool_async.testing import Duration, EmulatorTimings
+from redis_server import RedisServer, require_redis_server
 
 API_KEY = "test-api-key-9f8e7d"
 TOKEN = "test-bearer-token-1a2b3c"
@@ -142,3 +143,15 @@ def make_session(fake: FakeAkool, no_wait_retry: ak.RetryPolicy) -> Callable[...
         return ak.AkoolSession(base_url=BASE_URL, http_client=client, **kwargs)
 
     return build
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port, for this test alone (skipped, saying
+    why, where the system has none)."""
+    server = RedisServer(require_redis_server())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

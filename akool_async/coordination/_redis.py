@@ -1,0 +1,422 @@
+"""`RedisCoordinator`: the processes of one app share callbacks and the request budget."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import math
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import httpx
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from akool_async._errors import CoordinationUnavailable, InvalidInput, SessionStateError
+from akool_async._models import ImageStatus
+from akool_async._pace import SharedTurn
+from akool_async._validate import is_job_id
+
+from ._scripts import REFUSED, TAKE
+
+if TYPE_CHECKING:
+    import coredis
+
+__all__ = ["RedisCoordinator"]
+
+logger = logging.getLogger("akool_async.coordination")
+
+_SCHEMES: Final = ("redis", "rediss", "unix")
+_MAX_MESSAGE: Final = 160
+"""Bytes a bus message may have: ``<24-hex id> <status> <64-hex tag>`` is 91."""
+_OUTBOX: Final = 4096
+"""Callbacks waiting to be published at most; more are dropped (the safety-net polls remain)."""
+_PREFIX_LONGEST: Final = 100
+_TIMEOUT_LONGEST: Final = 60.0
+_MESSAGE_PARTS: Final = 3
+_RECONNECT_FIRST: Final = 0.5
+_RECONNECT_LONGEST: Final = 30.0
+
+
+class RedisCoordinator:
+    """Share webhook callbacks and the request budget between the processes of one app.
+
+    Give one to each process's session (``AkoolSession(coordinator=RedisCoordinator(url))``):
+    a callback that reaches any worker resolves the ``wait()`` of the worker that created the
+    job, and every worker takes its requests from one budget per Akool account, so a rate limit
+    is discovered (or told) once for all of them.
+
+    ```python
+    from akool_async import AkoolSession
+    from akool_async.coordination import RedisCoordinator
+
+    session = AkoolSession(coordinator=RedisCoordinator("redis://localhost:6379/0"))
+    ```
+
+    Built on `coredis <https://coredis.readthedocs.io>`_ (``pip install 'akool-async[redis]'``),
+    which runs on asyncio and trio alike. When Redis cannot be reached, or restarts, each
+    session goes on alone (its own budget; polling as the safety net for callbacks that reach
+    another worker), logs it once, and comes back to the shared way by itself: Redis holds no
+    job, so nothing is lost or created twice because of it.
+
+    Callbacks travel over Redis pub/sub tagged with an HMAC keyed by the client secret: a
+    message that someone else wrote into Redis is dropped (counted in ``rejected``). Even a
+    genuine-looking one only makes the session read the job's status from Akool sooner.
+
+    Args:
+        url: Where Redis is: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...``
+            (TLS) or ``unix:///path/to/socket``. The password never appears in a repr or a log.
+        prefix: The start of every key and channel name, to keep apps on one Redis apart.
+        timeout: Seconds a Redis call may take before the session goes on without Redis.
+        client_factory: Makes the coredis client from the URL and the timeout; for TLS
+            settings of your own. By default ``coredis.Redis.from_url(url,
+            decode_responses=True, ...)`` with the timeout on connecting and on every answer,
+            and no retries (a retried script could take two turns).
+
+    Attributes:
+        published: Callbacks received here and published to the other workers.
+        delivered: Callbacks from other workers handed to this session.
+        rejected: Bus messages dropped: malformed, or not tagged with this account's key.
+        outages: Times Redis became unreachable.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = "akool-async",
+        timeout: float = 1.0,
+        client_factory: Callable[[str, float], coredis.Redis[str]] | None = None,
+    ) -> None:
+        self._url = _check_url(url)
+        self._prefix = _check_prefix(prefix)
+        self._timeout = _check_timeout(timeout)
+        self._factory = client_factory if client_factory is not None else _default_client
+        self._client: coredis.Redis[str] | None = None
+        self._retry_at = 0.0
+        self._down_since: float | None = None
+        self._key: bytes | None = None
+        self._state = self._counts = self._channel = ""
+        self._deliver: Callable[[str, ImageStatus], object] | None = None
+        self._outbox: MemoryObjectSendStream[tuple[str, ImageStatus]] | None = None
+        self._take: Any = None
+        self._refused: Any = None
+        self._in_use = False
+        self._stopping = False
+        self._listening = anyio.CancelScope()
+        self._napping = anyio.CancelScope()
+        self.published = 0
+        self.delivered = 0
+        self.rejected = 0
+        self.outages = 0
+
+    def __repr__(self) -> str:
+        shown = httpx.URL(self._url) if not self._url.startswith("unix:") else None
+        where = self._url if shown is None else str(shown.copy_with(username=None, password=None))
+        state = "connected" if self._client is not None else "not connected"
+        return f"<RedisCoordinator {where!r} prefix={self._prefix!r} {state}>"
+
+    # -- what the session uses ---------------------------------------------------------------
+
+    @property
+    def budget(self) -> RedisCoordinator:
+        """The shared request budget (a `SharedBudget`): this object."""
+        return self
+
+    def available(self) -> bool:
+        """Whether Redis is connected and was not just found failing."""
+        return self._client is not None and anyio.current_time() >= self._retry_at
+
+    async def take(self, *, told: float | None, answered: int) -> SharedTurn:
+        """Reserve one request's turn in the shared bucket."""
+        wait_ms, paused, rate_mhz = await self._call(self._take, [told or 0, answered])
+        return SharedTurn(
+            wait=max(0.0, float(wait_ms)) / 1000,
+            paused=bool(paused),
+            rate=float(rate_mhz) / 1000 if rate_mhz else None,
+        )
+
+    async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
+        """Count a 429 over every worker; True when it completed a cluster."""
+        clustered = await self._call(self._refused, [told or 0, answered, round(pause * 1000)])
+        return bool(clustered)
+
+    def publish(self, job_id: str, status: ImageStatus) -> None:
+        """Hand a verified callback on to the other workers (queued; never blocks)."""
+        outbox = self._outbox
+        if outbox is None or self._client is None:
+            return
+        with contextlib.suppress(
+            anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+        ):
+            outbox.send_nowait((job_id, status))
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self,
+        *,
+        account: str,
+        secret: str | None,
+        deliver: Callable[[str, ImageStatus], object],
+    ) -> AsyncGenerator[None]:
+        """Connect (and reconnect) to Redis for as long as the block runs.
+
+        Args:
+            account: What identifies the Akool account and endpoint (hashed into the names).
+            secret: The client secret, to tag and check callbacks; None: no callbacks shared.
+            deliver: Called with each callback another worker received.
+
+        Raises:
+            SessionStateError: The coordinator is already in use by another session.
+        """
+        if self._in_use:
+            raise SessionStateError(
+                "this RedisCoordinator is already in use by an open session; give each session "
+                "its own"
+            )
+        self._in_use = True
+        self._stopping = False
+        name = hashlib.sha256(f"akool-async account\n{account}".encode()).hexdigest()[:24]
+        self._state = f"{self._prefix}:{name}:budget"
+        self._counts = f"{self._prefix}:{name}:answers"
+        self._channel = f"{self._prefix}:{name}:callbacks"
+        self._key = (
+            hmac.new(secret.encode(), b"akool-async callbacks", hashlib.sha256).digest()
+            if secret is not None
+            else None
+        )
+        self._deliver = deliver
+        send, receive = anyio.create_memory_object_stream[tuple[str, ImageStatus]](_OUTBOX)
+        self._outbox = send
+        try:
+            async with anyio.create_task_group() as group:
+                await group.start(self._keep_connected)
+                group.start_soon(self._publish_all, receive)
+                try:
+                    yield
+                finally:
+                    # Stop listening first and let the subscription end while its connection
+                    # is still up (coredis unsubscribes then); cut it short only if that hangs.
+                    self._stopping = True
+                    send.close()
+                    self._listening.cancel()
+                    self._napping.cancel()
+                    group.cancel_scope.deadline = anyio.current_time() + 2 * self._timeout
+        finally:
+            send.close()
+            self._outbox = None
+            self._client = None
+            self._deliver = None
+            self._in_use = False
+
+    # -- inside ------------------------------------------------------------------------------
+
+    async def _call(self, script: Any, args: list[float | int]) -> Any:
+        client = self._client
+        if client is None or script is None:
+            raise CoordinationUnavailable("not connected to Redis")
+        import coredis.exceptions  # noqa: PLC0415 - coredis is optional
+
+        try:
+            with anyio.fail_after(self._timeout):
+                return await script(keys=[self._state, self._counts], args=args)
+        except (TimeoutError, OSError, coredis.exceptions.RedisError) as error:
+            self._failed(error)
+            raise CoordinationUnavailable(f"Redis did not answer: {error}") from error
+
+    def _failed(self, error: BaseException) -> None:
+        now = anyio.current_time()
+        self._retry_at = now + _RECONNECT_FIRST
+        if self._down_since is None:
+            self._down_since = now
+            self.outages += 1
+            logger.warning(
+                "Redis at %r cannot be reached (%s): this process goes on alone (its own "
+                "request budget; polling for callbacks that reach another worker) until it "
+                "can be reached again",
+                self._shown_url(),
+                type(error).__name__,
+            )
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            logger.warning(
+                "Redis at %r can be reached again after %.0f s: callbacks and the request "
+                "budget are shared again",
+                self._shown_url(),
+                anyio.current_time() - self._down_since,
+            )
+            self._down_since = None
+        self._retry_at = 0.0
+
+    def _shown_url(self) -> str:
+        return repr(self).split("'")[1]
+
+    async def _keep_connected(self, *, task_status: TaskStatus[None]) -> None:
+        started = False
+        delay = _RECONNECT_FIRST
+        while not self._stopping:
+            try:
+                async with self._factory(self._url, self._timeout) as client:
+                    delay = await self._serve(client, task_status if not started else None)
+                    started = True
+            except Exception as error:
+                # coredis' errors come out of its pool's task group in exception groups.
+                if not _is_redis_failure(error):
+                    raise
+                self._client = None
+                self._failed(_first_leaf(error))
+            if not started:
+                started = True
+                task_status.started()  # the session starts all the same, alone for now
+            with self._napping:
+                await anyio.sleep(delay)
+            self._napping = anyio.CancelScope()
+            delay = min(_RECONNECT_LONGEST, delay * 2)
+
+    async def _serve(
+        self, client: coredis.Redis[str], task_status: TaskStatus[None] | None
+    ) -> float:
+        """Check the connection, then take in the other workers' callbacks until it fails."""
+        from coredis.retry import NoRetryPolicy  # noqa: PLC0415 - coredis is optional
+
+        await client.ping()
+        self._take = client.register_script(TAKE)
+        self._refused = client.register_script(REFUSED)
+        async with client.pubsub(
+            channels=[self._channel],
+            ignore_subscribe_messages=True,
+            retry_policy=NoRetryPolicy(),
+        ) as pubsub:
+            self._client = client
+            self._recovered()
+            if task_status is not None:
+                task_status.started()
+            with self._listening:
+                async for message in pubsub:
+                    self._received(message.get("data"))
+            self._listening = anyio.CancelScope()
+        return _RECONNECT_FIRST
+
+    async def _publish_all(
+        self, outbox: MemoryObjectReceiveStream[tuple[str, ImageStatus]]
+    ) -> None:
+        import coredis.exceptions  # noqa: PLC0415 - coredis is optional
+
+        async with outbox:
+            async for job_id, status in outbox:
+                client, key = self._client, self._key
+                if client is None or key is None:
+                    continue
+                try:
+                    with anyio.fail_after(self._timeout):
+                        await client.publish(self._channel, _encode(key, job_id, status))
+                except (TimeoutError, OSError, coredis.exceptions.RedisError) as error:
+                    self._failed(error)
+                else:
+                    self.published += 1
+
+    def _received(self, data: object) -> None:
+        key, deliver = self._key, self._deliver
+        if key is None or deliver is None:
+            return
+        decoded = _decode(key, data)
+        if decoded is None:
+            self.rejected += 1
+            logger.warning("dropped a message on the callbacks channel that is not this app's")
+            return
+        self.delivered += 1
+        deliver(*decoded)
+
+
+def _check_url(url: object) -> str:
+    if not isinstance(url, str) or not url or any(char.isspace() for char in url):
+        raise InvalidInput(
+            f"url must be a Redis URL such as 'redis://localhost:6379/0' (got {url!r})"
+        )
+    scheme = url.partition("://")[0].lower()
+    if scheme not in _SCHEMES or "://" not in url:
+        raise InvalidInput(
+            f"url must start with redis://, rediss:// or unix:// (got a URL with scheme {scheme!r})"
+        )
+    return url
+
+
+def _check_prefix(prefix: object) -> str:
+    if isinstance(prefix, str) and 0 < len(prefix) <= _PREFIX_LONGEST and prefix.isprintable():
+        return prefix
+    raise InvalidInput(
+        f"prefix must be 1 to {_PREFIX_LONGEST} printable characters (got {prefix!r})"
+    )
+
+
+def _check_timeout(timeout: object) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or math.isnan(timeout)
+        or not 0 < timeout <= _TIMEOUT_LONGEST
+    ):
+        raise InvalidInput(f"timeout must be seconds in (0, 60] (got {timeout!r})")
+    return float(timeout)
+
+
+def _default_client(url: str, timeout: float) -> coredis.Redis[str]:
+    import coredis  # noqa: PLC0415 - coredis is optional
+    from coredis.retry import NoRetryPolicy  # noqa: PLC0415
+
+    return coredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        connect_timeout=timeout,
+        stream_timeout=timeout,
+        pool_timeout=timeout,
+        retry_policy=NoRetryPolicy(),
+    )
+
+
+def _is_redis_failure(error: BaseException) -> bool:
+    """Whether ``error`` (or every error in its group) says Redis cannot be used now."""
+    import coredis.exceptions  # noqa: PLC0415 - coredis is optional
+
+    if isinstance(error, BaseExceptionGroup):
+        return all(_is_redis_failure(inner) for inner in error.exceptions)
+    return isinstance(error, TimeoutError | OSError | coredis.exceptions.RedisError)
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def _tag(key: bytes, body: str) -> str:
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _encode(key: bytes, job_id: str, status: ImageStatus) -> str:
+    body = f"{job_id} {int(status)}"
+    return f"{body} {_tag(key, body)}"
+
+
+def _decode(key: bytes, data: object) -> tuple[str, ImageStatus] | None:
+    """``(job id, status)`` from a bus message, or None when it is not a genuine one."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(data, str) or len(data) > _MAX_MESSAGE:
+        return None
+    parts = data.split(" ")
+    if len(parts) != _MESSAGE_PARTS:
+        return None
+    job_id, status, tag = parts
+    if not hmac.compare_digest(tag, _tag(key, f"{job_id} {status}")):
+        return None
+    if not is_job_id(job_id) or status not in {str(int(value)) for value in ImageStatus}:
+        return None
+    return job_id, ImageStatus(int(status))
