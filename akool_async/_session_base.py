@@ -268,6 +268,9 @@ class SessionBase:
                     workers=self._max_concurrent_requests,
                 )
                 self._client, self._wire, self._engine = client, wire, engine
+                # Before the task group: a coordinator another open session holds is refused
+                # here, as itself, not inside an exception group.
+                coordinated = self._coordinated(engine) if self._coordinator is not None else None
                 # Every background task runs in this group, inside one task that `_shut_down`
                 # stops: leaving the session then only leaves a group with nothing in it.
                 task_group = await stack.enter_async_context(anyio.create_task_group())
@@ -281,8 +284,8 @@ class SessionBase:
                 ]
                 if self._listener is not None:
                     contexts.append(self._listener.serving())
-                if self._coordinator is not None:
-                    contexts.append(self._coordinated(engine))
+                if coordinated is not None:
+                    contexts.append(coordinated)
                 await task_group.start(self._background.run, contexts, [engine.run])
                 self._host_scopes = HostScopes(stack.pop_all(), "an AkoolSession")
         except BaseException:

@@ -13,7 +13,7 @@ import trio.testing
 
 import akool_async as ak
 from akool_async.testing import Duration, EmulatorTimings
-from redis_server import RedisServer, require_redis_server
+from redis_server import RedisServer, collect_coredis_leftovers, require_redis_server
 
 API_KEY = "test-api-key-9f8e7d"
 TOKEN = "test-bearer-token-1a2b3c"
@@ -155,3 +155,4 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
+        collect_coredis_leftovers()

@@ -8,7 +8,7 @@ import hmac
 import logging
 import math
 from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 import httpx
@@ -83,6 +83,11 @@ class RedisCoordinator:
         outages: Times Redis became unreachable.
     """
 
+    # Made on the event loop when a session opens (`running`): what stops listening, and the
+    # wait before connecting again.
+    _listening: anyio.CancelScope
+    _napping: anyio.CancelScope
+
     def __init__(
         self,
         url: str = "redis://localhost:6379/0",
@@ -106,8 +111,6 @@ class RedisCoordinator:
         self._refused: Any = None
         self._in_use = False
         self._stopping = False
-        self._listening = anyio.CancelScope()
-        self._napping = anyio.CancelScope()
         self.published = 0
         self.delivered = 0
         self.rejected = 0
@@ -154,15 +157,14 @@ class RedisCoordinator:
         ):
             outbox.send_nowait((job_id, status))
 
-    @contextlib.asynccontextmanager
-    async def running(
+    def running(
         self,
         *,
         account: str,
         secret: str | None,
         deliver: Callable[[str, ImageStatus], object],
-    ) -> AsyncGenerator[None]:
-        """Connect (and reconnect) to Redis for as long as the block runs.
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Connect (and reconnect) to Redis for as long as the returned block runs.
 
         Args:
             account: What identifies the Akool account and endpoint (hashed into the names).
@@ -170,15 +172,27 @@ class RedisCoordinator:
             deliver: Called with each callback another worker received.
 
         Raises:
-            SessionStateError: The coordinator is already in use by another session.
+            SessionStateError: The coordinator is already in use by another session (raised
+                here, before anything starts).
         """
+        self._check_free()
+        return self._running(account, secret, deliver)
+
+    def _check_free(self) -> None:
         if self._in_use:
             raise SessionStateError(
                 "this RedisCoordinator is already in use by an open session; give each session "
                 "its own"
             )
+
+    @contextlib.asynccontextmanager
+    async def _running(
+        self, account: str, secret: str | None, deliver: Callable[[str, ImageStatus], object]
+    ) -> AsyncGenerator[None]:
+        self._check_free()  # two sessions opened at once, both past `running`'s check
         self._in_use = True
         self._stopping = False
+        self._listening, self._napping = anyio.CancelScope(), anyio.CancelScope()
         name = hashlib.sha256(f"akool-async account\n{account}".encode()).hexdigest()[:24]
         self._state = f"{self._prefix}:{name}:budget"
         self._counts = f"{self._prefix}:{name}:answers"
@@ -382,15 +396,23 @@ def _is_redis_failure(error: BaseException) -> bool:
     """Whether ``error`` (or every error in its group) says Redis cannot be used now."""
     import coredis.exceptions  # noqa: PLC0415 - coredis is optional
 
-    if isinstance(error, BaseExceptionGroup):
-        return all(_is_redis_failure(inner) for inner in error.exceptions)
+    members = _members(error)
+    if members:
+        return all(_is_redis_failure(inner) for inner in members)
     return isinstance(error, TimeoutError | OSError | coredis.exceptions.RedisError)
 
 
 def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
+    while members := _members(error):
+        error = members[0]
     return error
+
+
+def _members(error: BaseException) -> tuple[BaseException, ...]:
+    """The errors of an exception group (coredis raises through task groups); () otherwise."""
+    if isinstance(error, BaseExceptionGroup):
+        return tuple(cast("BaseExceptionGroup[BaseException]", error).exceptions)
+    return ()
 
 
 def _tag(key: bytes, body: str) -> str:

@@ -1,0 +1,279 @@
+"""`RedisCoordinator` against a real ``redis-server``: callbacks that reach another worker, a
+request budget every worker shares, forged bus messages, and a Redis that is not there.
+
+Several sessions in one process stand for the workers here (each with its own coordinator, so
+its own Redis connections); tests/test_workers.py runs them as separate processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import akool_async as ak
+from akool_async._models import ImageStatus
+from akool_async.coordination import RedisCoordinator
+from akool_async.coordination._redis import _encode
+from akool_async.testing import (
+    TEST_API_KEY,
+    TEST_CLIENT_ID,
+    TEST_CLIENT_SECRET,
+    AkoolEmulator,
+)
+from conftest import FIXED_TIMINGS
+from redis_server import RedisServer, collect_coredis_leftovers, free_port, require_redis_server
+
+pytestmark = [
+    pytest.mark.real_time,
+    # coredis leaves a failed connection's streams to the garbage collector (see
+    # `collect_coredis_leftovers`); only those warnings are let through here.
+    pytest.mark.filterwarnings(r"ignore:Unclosed <MemoryObject:ResourceWarning"),
+]
+
+HOOK = "http://sdk.test/akool/webhook/"
+FAST = 0.01  # a grid in 0.46 s
+
+
+def session(
+    coordinator: RedisCoordinator | None, http: httpx.AsyncClient, **kwargs: Any
+) -> ak.AkoolSession:
+    """A worker's session on the in-process emulator, with webhooks and the coordinator."""
+    return ak.AkoolSession(
+        api_key=TEST_API_KEY,
+        client_id=TEST_CLIENT_ID,
+        client_secret=TEST_CLIENT_SECRET,
+        http_client=http,
+        webhook_public_url=HOOK,
+        coordinator=coordinator,
+        **kwargs,
+    )
+
+
+@contextlib.asynccontextmanager
+async def callbacks_to(
+    emulator: AkoolEmulator, app: ak.webhooks.WebhookReceiver
+) -> AsyncIterator[None]:
+    """Every callback of the emulator goes to ``app`` (one worker's receiver)."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://sdk.test") as hooks,
+        emulator.running(webhook_client=hooks),
+    ):
+        yield
+
+
+# -- arguments -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"url": "localhost:6379"}, "url must start with redis://, rediss:// or unix://"),
+        ({"url": "http://localhost:6379"}, "url must start with redis://"),
+        ({"url": "redis://local host"}, "url must be a Redis URL"),
+        ({"url": ""}, "url must be a Redis URL"),
+        ({"prefix": ""}, "prefix must be 1 to 100 printable characters"),
+        ({"prefix": "a\nb"}, "prefix must be 1 to 100 printable characters"),
+        ({"prefix": "x" * 101}, "prefix must be 1 to 100 printable characters"),
+        ({"timeout": 0}, r"timeout must be seconds in \(0, 60\]"),
+        ({"timeout": float("nan")}, r"timeout must be seconds in \(0, 60\]"),
+        ({"timeout": True}, r"timeout must be seconds in \(0, 60\]"),
+        ({"timeout": 61}, r"timeout must be seconds in \(0, 60\]"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_connects(
+    kwargs: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ak.InvalidInput, match=says):
+        RedisCoordinator(**kwargs)
+
+
+def test_the_repr_shows_where_redis_is_without_the_password() -> None:
+    coordinator = RedisCoordinator("redis://user:hunter2-secret@redis.internal:6380/2")
+
+    assert "hunter2" not in repr(coordinator)
+    assert repr(coordinator) == (
+        "<RedisCoordinator 'redis://redis.internal:6380/2' prefix='akool-async' not connected>"
+    )
+
+
+def test_the_session_refuses_what_is_not_a_coordinator() -> None:
+    with pytest.raises(
+        ak.InvalidInput, match=r"coordinator must be a coordinator such as .*\(got str\)"
+    ):
+        ak.AkoolSession(api_key="k", coordinator="redis://localhost:6379/0")  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_one_coordinator_serves_one_open_session(redis_server: RedisServer) -> None:
+    coordinator = RedisCoordinator(redis_server.url)
+    emulator = AkoolEmulator(timings=FIXED_TIMINGS, time_scale=FAST)
+    async with emulator.client() as http, session(coordinator, http):
+        with pytest.raises(ak.SessionStateError, match="already in use by an open session"):
+            async with session(coordinator, http):
+                pass  # pragma: no cover - refused on entry
+    async with emulator.client() as http, session(coordinator, http):
+        pass  # free again once the first session closed
+
+
+# -- callbacks across workers --------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_callback_that_reaches_another_worker_resolves_the_wait(
+    redis_server: RedisServer,
+) -> None:
+    """Worker A creates; Akool's callbacks all reach worker B. A's waits resolve on them:
+    no missed push, one status read per job (the read a callback asks for)."""
+    emulator = AkoolEmulator(timings=FIXED_TIMINGS, time_scale=FAST)
+    mine, theirs = RedisCoordinator(redis_server.url), RedisCoordinator(redis_server.url)
+    async with (
+        emulator.client() as http,
+        session(mine, http) as a,
+        session(theirs, http) as b,
+        callbacks_to(emulator, b.webhook_app),
+    ):
+        jobs = [await a.generate(f"a fox {number}") for number in range(3)]
+        with anyio.fail_after(30):
+            results = [await job.wait() for job in jobs]
+        stats, received = a.stats, b.webhook_app.accepted
+
+    assert all(result.is_result_ready for result in results)
+    assert (3, 6, 0, True) == (
+        stats.webhook_jobs,
+        stats.pushes,
+        stats.missed_pushes,
+        stats.push_healthy,
+    )
+    assert 6 == received  # processing and completed, for each of the three jobs
+    assert (6, 0) == (theirs.published, mine.rejected)
+    assert mine.delivered == 6
+    reads = emulator.requests_per_endpoint()["infobymodelid"]
+    assert reads <= 4  # one read per job after its callback; at most one safety net
+
+
+@pytest.mark.anyio
+async def test_forged_and_malformed_messages_on_the_channel_are_dropped(
+    redis_server: RedisServer,
+) -> None:
+    """Anyone who can write to Redis can publish; only messages tagged with the account's key
+    count, and even those only make the session read the job sooner."""
+    emulator = AkoolEmulator(timings=FIXED_TIMINGS, time_scale=FAST)
+    coordinator = RedisCoordinator(redis_server.url)
+    async with emulator.client() as http, session(coordinator, http) as worker:
+        job = await worker.generate("a fox")
+        channel = coordinator._channel
+        forged = _encode(b"another key", job.id, ImageStatus.COMPLETED)
+        assert coordinator._key is not None
+        bad_id = _encode(coordinator._key, "../../etc/passwd", ImageStatus.COMPLETED)
+        bad_status = f"{job.id} 9 {'0' * 64}"
+        for message in (forged, bad_id, bad_status, "x" * 500, "not three words"):
+            assert b":1" == redis_server.command("PUBLISH", channel, message)
+        with anyio.fail_after(5):
+            while coordinator.rejected < 5:
+                await anyio.sleep(0.02)
+        pushes = worker.stats.pushes
+
+    assert (5, 0, 0) == (coordinator.rejected, coordinator.delivered, pushes)
+
+
+# -- Redis is not always there -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_without_redis_a_session_goes_on_alone_and_comes_back_when_it_can(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens where Redis should be: the session opens, its jobs finish (its own
+    callbacks still reach it), one warning says so; Redis started later is used again."""
+    caplog.set_level(logging.WARNING, logger="akool_async.coordination")
+    server = RedisServer(require_redis_server(), free_port())
+    emulator = AkoolEmulator(timings=FIXED_TIMINGS, time_scale=FAST)
+    coordinator = RedisCoordinator(server.url, timeout=0.5)
+    try:
+        async with emulator.client() as http, session(coordinator, http) as worker:
+            async with callbacks_to(emulator, worker.webhook_app):
+                job = await worker.generate("a fox alone")
+                with anyio.fail_after(30):
+                    result = await job.wait()
+            alone = (coordinator.available(), coordinator.outages)
+            server.start()
+            with anyio.fail_after(10):
+                while not coordinator.available():
+                    await anyio.sleep(0.05)
+    finally:
+        server.kill()
+        collect_coredis_leftovers()
+
+    assert result.is_result_ready
+    assert (False, 1) == alone
+    warnings = [record.getMessage() for record in caplog.records]
+    assert 2 == len(warnings)
+    assert warnings[0].startswith(f"Redis at 'redis://127.0.0.1:{server.port}/0' cannot be reached")
+    assert "this process goes on alone" in warnings[0]
+    assert warnings[1].startswith(
+        f"Redis at 'redis://127.0.0.1:{server.port}/0' can be reached again"
+    )
+
+
+# -- one request budget --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_told_limit_is_the_accounts_for_every_worker(redis_server: RedisServer) -> None:
+    """Two workers, each told 4 requests/s: together they send no more than 4 in any second."""
+    emulator = AkoolEmulator(timings=FIXED_TIMINGS, time_scale=FAST)
+    async with (
+        emulator.client() as http,
+        session(RedisCoordinator(redis_server.url), http, requests_per_second=4) as a,
+        session(RedisCoordinator(redis_server.url), http, requests_per_second=4) as b,
+        anyio.create_task_group() as group,
+    ):
+        for worker in (a, b):
+            for _ in range(6):
+                group.start_soon(worker.get_credit)
+
+    times = sorted(request.at for request in emulator.requests if request.endpoint == "quota")
+    assert 12 == len(times)
+    busiest = max(sum(1 for other in times if start <= other < start + 1.0) for start in times)
+    assert busiest <= 4
+    assert times[-1] - times[0] >= 11 / 4 - 0.05  # one pace for both, not one each
+
+
+@pytest.mark.anyio
+async def test_a_cluster_of_429s_seen_anywhere_paces_every_worker(
+    redis_server: RedisServer,
+) -> None:
+    """The shared budget's rules, straight through its scripts: answers and refusals from two
+    workers add up to a cluster; both then wait out the pause and go on at 95 % of what the
+    server accepted."""
+    workers = [RedisCoordinator(redis_server.url), RedisCoordinator(redis_server.url)]
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(
+                worker.running(account="test account", secret=None, deliver=lambda *_: None)
+            )
+        first, second = workers
+        free = await first.take(told=None, answered=0)
+        assert (0.0, False, None) == (free.wait, free.paused, free.rate)
+        clustered = [
+            await worker.refused(told=None, answered=2, pause=0.5)
+            for worker in (first, second, first)
+        ]
+        paused = await second.take(told=None, answered=0)
+        await anyio.sleep(paused.wait)
+        paced = await first.take(told=None, answered=0)
+
+    # 6 answered, 3 of them refused (a cluster: at least 3, more than a sporadic 5 % gives)
+    # over the 2-second window: 3 accepted in 2 s, a limit of 1.5/s, paced at 95 % of it.
+    assert [False, False, True] == clustered
+    assert paused.paused
+    assert 0.4 < paused.wait <= 0.5
+    assert paced.rate == pytest.approx(1.5 * 0.95, rel=1e-3)
+    assert not paced.paused
