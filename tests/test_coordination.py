@@ -241,9 +241,12 @@ async def test_a_told_limit_is_the_accounts_for_every_worker(redis_server: Redis
 
     times = sorted(request.at for request in emulator.requests if request.endpoint == "quota")
     assert 12 == len(times)
+    # One pace for both (3.88/s: 2.8 s for 12), not one each (1.4 s).
+    assert times[-1] - times[0] >= 11 / (4 * 0.97) - 0.05
+    # Turns start 1 / 3.88 s apart; a loaded machine can delay one request's arrival past
+    # the next one's slot, so a second may show one more than the pace itself ever starts.
     busiest = max(sum(1 for other in times if start <= other < start + 1.0) for start in times)
-    assert busiest <= 4
-    assert times[-1] - times[0] >= 11 / 4 - 0.05  # one pace for both, not one each
+    assert busiest <= 5
 
 
 @pytest.mark.anyio
