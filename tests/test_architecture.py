@@ -66,6 +66,12 @@ def test_the_package_keeps_every_contract(tree: pathlib.Path) -> None:
         ),
         ("_polling.py", "import anyio", "The planner decides when from plain facts"),
         ("_wire.py", "from akool_async import _engine", "The wire knows how to talk to Akool"),
+        ("_pace.py", "import coredis", "Only the coordination package imports the Redis client"),
+        (
+            "coordination/_redis.py",
+            "import akool_async.testing",
+            "The library imports neither the command",
+        ),
     ],
 )
 def test_a_forbidden_arrow_breaks_its_contract(
