@@ -30,7 +30,7 @@ class Coordinator(Protocol):
         *,
         account: str,
         secret: str | None,
-        deliver: Callable[[str, ImageStatus], object],
+        deliver: Callable[[str, ImageStatus], bool],
     ) -> AbstractAsyncContextManager[None]:
         """Be connected while the block runs; ``deliver`` takes the other processes' callbacks."""
         ...  # pragma: no cover - a protocol

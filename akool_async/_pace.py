@@ -244,6 +244,9 @@ class Pace:
         self._ceiling = rate * _TOLD_SHARE if rate is not None else None
         self._limit: float | None = None
         self._rate = self._ceiling
+        # The shared budget's rate, while turns come from it (None: they do not, or no limit).
+        self._shared_rate: float | None = None
+        self._sharing = False
         self._max_pause = max_pause
         now = anyio.current_time()
         self._tokens = 1.0
@@ -263,7 +266,7 @@ class Pace:
     @property
     def rate(self) -> float | None:
         """The requests per second requests start at now, or None when there is no limit."""
-        return self._rate
+        return self._shared_rate if self._sharing else self._rate
 
     @property
     def in_flight(self) -> int:
@@ -282,7 +285,7 @@ class Pace:
         For a planner: while this holds, each read sent is one not sent elsewhere, so reads are
         worth ranking by how likely they are to find a job done.
         """
-        return self._rate is not None and self._waiting > 0
+        return self.rate is not None and self._waiting > 0
 
     async def acquire(self, *, create: bool = False) -> Turn:
         """Wait for a free slot and for the rate to allow one more request; take both.
@@ -466,8 +469,11 @@ class Pace:
             try:
                 granted = await shared.take(told=self._told, answered=answered)
             except CoordinationUnavailable:
+                # This process's own bucket takes over, at its own pace (not the shared one,
+                # which is every worker's together).
+                self._sharing = False
                 return False
-            self._rate = granted.rate
+            self._sharing, self._shared_rate = True, granted.rate
             if granted.wait > 0:
                 await anyio.sleep(granted.wait)
             if not granted.paused:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -66,6 +66,15 @@ async def callbacks_to(
         emulator.running(webhook_client=hooks),
     ):
         yield
+
+
+async def until(condition: Callable[[], bool], *, within: float) -> None:
+    """Wait, in real time, until ``condition()`` holds; fail after ``within`` seconds."""
+    with anyio.fail_after(within):
+        while True:
+            if condition():
+                return
+            await anyio.sleep(0.02)
 
 
 # -- arguments -----------------------------------------------------------------------------------
@@ -175,9 +184,7 @@ async def test_forged_and_malformed_messages_on_the_channel_are_dropped(
         bad_status = f"{job.id} 9 {'0' * 64}"
         for message in (forged, bad_id, bad_status, "x" * 500, "not three words"):
             assert b":1" == redis_server.command("PUBLISH", channel, message)
-        with anyio.fail_after(5):
-            while coordinator.rejected < 5:
-                await anyio.sleep(0.02)
+        await until(lambda: coordinator.rejected >= 5, within=5)
         pushes = worker.stats.pushes
 
     assert (5, 0, 0) == (coordinator.rejected, coordinator.delivered, pushes)
@@ -204,9 +211,7 @@ async def test_without_redis_a_session_goes_on_alone_and_comes_back_when_it_can(
                     result = await job.wait()
             alone = (coordinator.available(), coordinator.outages)
             server.start()
-            with anyio.fail_after(10):
-                while not coordinator.available():
-                    await anyio.sleep(0.05)
+            await until(coordinator.available, within=10)
     finally:
         server.kill()
         collect_coredis_leftovers()
@@ -260,7 +265,7 @@ async def test_a_cluster_of_429s_seen_anywhere_paces_every_worker(
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(
-                worker.running(account="test account", secret=None, deliver=lambda *_: None)
+                worker.running(account="test account", secret=None, deliver=lambda *_: False)
             )
         first, second = workers
         free = await first.take(told=None, answered=0)

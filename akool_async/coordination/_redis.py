@@ -78,7 +78,7 @@ class RedisCoordinator:
 
     Attributes:
         published: Callbacks received here and published to the other workers.
-        delivered: Callbacks from other workers handed to this session.
+        delivered: Callbacks from other workers for jobs this session follows.
         rejected: Bus messages dropped: malformed, or not tagged with this account's key.
         outages: Times Redis became unreachable.
     """
@@ -105,7 +105,7 @@ class RedisCoordinator:
         self._down_since: float | None = None
         self._key: bytes | None = None
         self._state = self._counts = self._channel = ""
-        self._deliver: Callable[[str, ImageStatus], object] | None = None
+        self._deliver: Callable[[str, ImageStatus], bool] | None = None
         self._outbox: MemoryObjectSendStream[tuple[str, ImageStatus]] | None = None
         self._take: Any = None
         self._refused: Any = None
@@ -162,14 +162,15 @@ class RedisCoordinator:
         *,
         account: str,
         secret: str | None,
-        deliver: Callable[[str, ImageStatus], object],
+        deliver: Callable[[str, ImageStatus], bool],
     ) -> contextlib.AbstractAsyncContextManager[None]:
         """Connect (and reconnect) to Redis for as long as the returned block runs.
 
         Args:
             account: What identifies the Akool account and endpoint (hashed into the names).
             secret: The client secret, to tag and check callbacks; None: no callbacks shared.
-            deliver: Called with each callback another worker received.
+            deliver: Called with each callback another worker received; returns whether the
+                job is one this session follows.
 
         Raises:
             SessionStateError: The coordinator is already in use by another session (raised
@@ -187,7 +188,7 @@ class RedisCoordinator:
 
     @contextlib.asynccontextmanager
     async def _running(
-        self, account: str, secret: str | None, deliver: Callable[[str, ImageStatus], object]
+        self, account: str, secret: str | None, deliver: Callable[[str, ImageStatus], bool]
     ) -> AsyncGenerator[None]:
         self._check_free()  # two sessions opened at once, both past `running`'s check
         self._in_use = True
@@ -342,8 +343,8 @@ class RedisCoordinator:
             self.rejected += 1
             logger.warning("dropped a message on the callbacks channel that is not this app's")
             return
-        self.delivered += 1
-        deliver(*decoded)
+        if deliver(*decoded):
+            self.delivered += 1
 
 
 def _check_url(url: object) -> str:
