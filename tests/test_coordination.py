@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 import akool_async as ak
+from akool_async._errors import CoordinationUnavailable
 from akool_async._models import ImageStatus
 from akool_async.coordination import RedisCoordinator
 from akool_async.coordination._redis import _encode
@@ -285,3 +286,42 @@ async def test_a_cluster_of_429s_seen_anywhere_paces_every_worker(
     assert 0.4 < paused.wait <= 0.5
     assert paced.rate == pytest.approx(1.5 * 0.95, rel=1e-3)
     assert not paced.paused
+
+
+@pytest.mark.anyio
+async def test_redis_killed_under_an_open_session_is_survived_and_rejoined(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis dies: the budget's next call says it is unavailable (the pace then goes on alone),
+    callbacks for other workers are not handed on; once it is back on the same port, the
+    coordinator reconnects, resubscribes and shares again. One warning each way."""
+    caplog.set_level(logging.WARNING, logger="akool_async.coordination")
+    emulator = AkoolEmulator(timings=FIXED_TIMINGS, time_scale=FAST)
+    mine, theirs = RedisCoordinator(redis_server.url), RedisCoordinator(redis_server.url)
+    async with (
+        emulator.client() as http,
+        session(mine, http) as a,
+        session(theirs, http) as b,
+    ):
+        redis_server.kill()
+        with pytest.raises(CoordinationUnavailable, match="Redis did not answer"):
+            await mine.take(told=None, answered=0)
+        gone = (mine.available(), mine.outages)
+        gone_again = r"Redis did not answer|not connected to Redis|connection to Redis was lost"
+        with pytest.raises(CoordinationUnavailable, match=gone_again):
+            await theirs.take(told=None, answered=0)
+        await until(lambda: theirs.outages == 1, within=10)
+        job = await a.generate("a fox while Redis is away")
+        redis_server.start()
+        await until(lambda: mine.available() and theirs.available(), within=40)
+        async with callbacks_to(emulator, b.webhook_app):
+            with anyio.fail_after(60):
+                result = await job.wait()
+        stats = a.stats
+
+    assert (False, 1) == gone
+    assert result.is_result_ready
+    assert stats.pushes >= 1  # the completion came over the bus, once Redis was back
+    messages = [record.getMessage() for record in caplog.records]
+    assert 2 == sum("cannot be reached" in message for message in messages)  # one each
+    assert 2 == sum("can be reached again after" in message for message in messages)

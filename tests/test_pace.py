@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 import akool_async as ak
-from akool_async._pace import Pace
+from akool_async._errors import CoordinationUnavailable
+from akool_async._pace import Pace, SharedTurn
 from akool_async.testing import AkoolEmulator, Faults
 from conftest import FIXED_TIMINGS, envelope
 
@@ -298,3 +299,86 @@ async def test_a_session_told_the_limit_gets_no_429() -> None:
         results = await session.generate_many([f"p{n}" for n in range(60)], concurrency=60)
     assert [ak.ImageInfo] * 60 == [type(result) for result in results]
     assert 0 == sum(1 for request in emulator.requests if request.status_code == 429)
+
+
+# -- a budget shared with other processes ----------------------------------------------------
+
+
+class FakeShared:
+    """A shared budget that grants what it is told to, records what it is asked, and can be
+    made unreachable (as Redis going away)."""
+
+    def __init__(self, grants: list[SharedTurn]) -> None:
+        self.grants = grants
+        self.up = True
+        self.taken: list[tuple[float | None, int]] = []
+        self.refusals: list[tuple[float | None, int, float]] = []
+
+    def available(self) -> bool:
+        return True
+
+    async def take(self, *, told: float | None, answered: int) -> SharedTurn:
+        if not self.up:
+            raise CoordinationUnavailable("Redis did not answer")
+        self.taken.append((told, answered))
+        return self.grants.pop(0) if self.grants else SharedTurn(wait=0.0, paused=False, rate=None)
+
+    async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
+        if not self.up:
+            raise CoordinationUnavailable("Redis did not answer")
+        self.refusals.append((told, answered, pause))
+        return False
+
+
+async def test_turns_come_from_the_shared_budget_pauses_included() -> None:
+    """A paused grant is waited out and asked again; a reserved one is waited out and taken;
+    the answers seen since the last call ride along; the rate shown is the shared one."""
+    shared = FakeShared(
+        [
+            SharedTurn(wait=2.0, paused=True, rate=None),
+            SharedTurn(wait=0.5, paused=False, rate=4.0),
+        ]
+    )
+    pace = Pace(max_concurrent=4, rate=5.0, max_pause=60.0, shared=shared)
+    started = anyio.current_time()
+    turn = await pace.acquire()
+    waited = anyio.current_time() - started
+    pace.release(turn)
+    pace.release(await pace.acquire())
+
+    assert waited == pytest.approx(2.5)
+    assert [(5.0, 0), (5.0, 0), (5.0, 1)] == shared.taken
+    assert pace.rate is None  # the third grant: no limit
+
+
+async def test_a_429_is_told_to_the_shared_budget_and_not_judged_here() -> None:
+    shared = FakeShared([])
+    pace = Pace(max_concurrent=4, rate=None, max_pause=30.0, shared=shared)
+    for _ in range(3):
+        pace.release(await pace.acquire())
+    await pace.refused(retry_after=90.0)
+
+    # Each answer rides on the next call: the takes carry the earlier two, the refusal the last.
+    assert [(None, 0), (None, 1), (None, 1)] == shared.taken
+    assert [(None, 1, 30.0)] == shared.refusals  # the pause capped at max_pause
+    assert 1 == pace.throttles
+
+
+async def test_without_the_shared_budget_the_pace_goes_on_with_its_own_bucket() -> None:
+    """The store fails: this request takes its turn from the process's own bucket, at the
+    process's own told rate; a 429 is then judged here."""
+    shared = FakeShared([SharedTurn(wait=0.0, paused=False, rate=40.0)])
+    pace = Pace(max_concurrent=4, rate=2.0, max_pause=30.0, shared=shared)
+    pace.release(await pace.acquire())
+    shared_rate = pace.rate
+    shared.up = False
+    started = anyio.current_time()
+    for _ in range(3):
+        pace.release(await pace.acquire())
+    alone = anyio.current_time() - started
+    await pace.refused(retry_after=None)
+
+    assert shared_rate == 40.0
+    assert pace.rate == pytest.approx(2.0 * 0.97)
+    assert alone == pytest.approx(2 / (2.0 * 0.97), rel=0.05)  # its own 1.94/s, not 40/s
+    assert ([], 1) == (shared.refusals, pace.throttles)

@@ -241,6 +241,11 @@ class RedisCoordinator:
         except (TimeoutError, OSError, coredis.exceptions.RedisError) as error:
             self._failed(error)
             raise CoordinationUnavailable(f"Redis did not answer: {error}") from error
+        except RuntimeError as error:
+            if self._client is client:
+                raise  # not a closed client: a bug, shown as one
+            # The connection was given up (and its pool closed) while this call ran.
+            raise CoordinationUnavailable("the connection to Redis was lost") from error
 
     def _failed(self, error: BaseException) -> None:
         now = anyio.current_time()
@@ -272,29 +277,34 @@ class RedisCoordinator:
 
     async def _keep_connected(self, *, task_status: TaskStatus[None]) -> None:
         started = False
+
+        def ready() -> None:
+            # The session starts once Redis answered, or failed, the first time: never waits.
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
         delay = _RECONNECT_FIRST
         while not self._stopping:
             try:
                 async with self._factory(self._url, self._timeout) as client:
-                    delay = await self._serve(client, task_status if not started else None)
-                    started = True
+                    delay = await self._serve(client, ready)
             except Exception as error:
                 # coredis' errors come out of its pool's task group in exception groups.
                 if not _is_redis_failure(error):
                     raise
                 self._client = None
                 self._failed(_first_leaf(error))
-            if not started:
-                started = True
-                task_status.started()  # the session starts all the same, alone for now
+            ready()
+            self._napping = anyio.CancelScope()
+            if self._stopping:
+                break
             with self._napping:
                 await anyio.sleep(delay)
-            self._napping = anyio.CancelScope()
             delay = min(_RECONNECT_LONGEST, delay * 2)
 
-    async def _serve(
-        self, client: coredis.Redis[str], task_status: TaskStatus[None] | None
-    ) -> float:
+    async def _serve(self, client: coredis.Redis[str], ready: Callable[[], None]) -> float:
         """Check the connection, then take in the other workers' callbacks until it fails."""
         from coredis.retry import NoRetryPolicy  # noqa: PLC0415 - coredis is optional
 
@@ -307,13 +317,17 @@ class RedisCoordinator:
             retry_policy=NoRetryPolicy(),
         ) as pubsub:
             self._client = client
-            self._recovered()
-            if task_status is not None:
-                task_status.started()
-            with self._listening:
-                async for message in pubsub:
-                    self._received(message.get("data"))
-            self._listening = anyio.CancelScope()
+            try:
+                self._recovered()
+                ready()
+                self._listening = anyio.CancelScope()
+                if self._stopping:
+                    return _RECONNECT_FIRST
+                with self._listening:
+                    async for message in pubsub:
+                        self._received(message.get("data"))
+            finally:
+                self._client = None  # before the client's pool closes: no call starts on it
         return _RECONNECT_FIRST
 
     async def _publish_all(
