@@ -23,6 +23,7 @@ Nothing quoted from an answer keeps a credential the wire knows (`Redactor`).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -35,6 +36,7 @@ from ._errors import (
     APIError,
     ConnectError,
     HTTPStatusError,
+    InvalidInput,
     InvalidResponse,
     RateLimited,
     RemoteProtocolError,
@@ -56,6 +58,7 @@ __all__ = [
     "scrub",
     "status_failure",
     "unreadable",
+    "unsendable",
 ]
 
 T = TypeVar("T")
@@ -65,6 +68,9 @@ _HTTP_TOO_MANY_REQUESTS: Final = 429
 _HTTP_SERVER_ERROR: Final = 500
 _EXCERPT: Final = 120
 _MAX_MSG: Final = 500  # characters of Akool's ``msg`` kept in an APIError
+# What h11 accepts as a header value (RFC 9110 field-value): a request with any other is
+# refused by httpx before a byte of it is written.
+_FIELD_VALUE: Final = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
 
 
 # -- no answer, or an answer's status --------------------------------------------------------------
@@ -80,6 +86,8 @@ def classify_transport(exc: httpx.HTTPError, *, endpoint: str, target: str) -> F
             result URL without its query.
         target: Who was asked, for the message: ``Akool``, or the URL.
     """
+    if isinstance(exc, httpx.LocalProtocolError) and _illegal_header(exc):
+        return unsendable(endpoint=endpoint, target=target, cause=exc)
     name = type(exc).__name__
     detail = f"{name}: {exc}" if str(exc) else name
     if isinstance(exc, httpx.ConnectError):
@@ -100,6 +108,27 @@ def classify_transport(exc: httpx.HTTPError, *, endpoint: str, target: str) -> F
         return Failure(error, Delivery.AMBIGUOUS, cause=exc)
     error = TransportError(f"the request to {target} failed ({detail})", endpoint=endpoint)
     return Failure(error, Delivery.AMBIGUOUS, cause=exc)
+
+
+def unsendable(*, endpoint: str, target: str, cause: Exception) -> Failure:
+    """A request httpx could not encode (a header or body character HTTP cannot carry): it
+    provably never left, and sending it again cannot mend it. Nothing of it is quoted, since a
+    header may be a credential."""
+    error = InvalidInput(
+        f"the request to {target} could not be sent: a header or the body holds a character "
+        "HTTP cannot carry (a credential with a stray space, newline or non-ASCII character?); "
+        f"nothing was sent to {endpoint}"
+    )
+    return Failure(error, Delivery.NOT_DELIVERED, cause=cause)
+
+
+def _illegal_header(exc: httpx.LocalProtocolError) -> bool:
+    """Whether the request ``exc`` refused carries a header value h11 refuses before sending."""
+    try:
+        headers = exc.request.headers.raw
+    except RuntimeError:  # pragma: no cover - httpx always sets the request it refused
+        return False
+    return any(_FIELD_VALUE.fullmatch(value) is None for _, value in headers)
 
 
 def classify_status(response: httpx.Response, *, endpoint: str, target: str) -> Failure | None:

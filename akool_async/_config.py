@@ -121,11 +121,17 @@ class Credentials:
             "client_secret": client_secret,
         }
         source = "argument"
+        names = {name: name for name in given}
         if all(value is None for value in given.values()):
             given, source = _from_environment(os.environ if environ is None else environ)
+            names = dict(_VARIABLES)
         for name, value in given.items():
             if value is not None and not value.strip():
-                raise InvalidInput(f"{name} is empty; give a non-empty value or leave it out")
+                raise InvalidInput(
+                    f"{names[name]} is empty; give a non-empty value or leave it out"
+                )
+            if value is not None:
+                _check_sendable(names[name], value)
         if given["api_key"] is not None and given["token"] is not None:
             raise InvalidInput(
                 "give either api_key or token, not both: Akool would silently use the token "
@@ -154,14 +160,40 @@ class Credentials:
         )
 
 
+_VARIABLES: Final = {
+    "api_key": ENV_API_KEY,
+    "token": ENV_TOKEN,
+    "client_id": ENV_CLIENT_ID,
+    "client_secret": ENV_CLIENT_SECRET,
+}
+_PRINTABLE_ASCII: Final = range(0x21, 0x7F)
+
+
+def _check_sendable(name: str, value: str) -> None:
+    """A credential is printable ASCII without white space, as HTTP headers carry it.
+
+    A stray space, carriage return or newline (pasted with the key) or a non-ASCII character
+    would make every request fail before it leaves; it is refused here instead, by its class
+    and position, never quoting the value.
+    """
+    for position, char in enumerate(value, start=1):
+        if ord(char) in _PRINTABLE_ASCII:
+            continue
+        if ord(char) > _PRINTABLE_ASCII.stop:
+            kind = "a non-ASCII character"
+        elif char == " ":
+            kind = "a space"
+        else:
+            kind = "a control character (such as a carriage return, newline or tab)"
+        raise InvalidInput(
+            f"{name} contains {kind} at character {position}: a credential is printable ASCII "
+            "without spaces; copy it again without the stray character"
+        )
+
+
 def _from_environment(env: Mapping[str, str]) -> tuple[dict[str, str | None], str]:
     """The credentials ``AKOOL_*`` variables give (empty ones count as absent)."""
-    given = {
-        "api_key": env.get(ENV_API_KEY) or None,
-        "token": env.get(ENV_TOKEN) or None,
-        "client_id": env.get(ENV_CLIENT_ID) or None,
-        "client_secret": env.get(ENV_CLIENT_SECRET) or None,
-    }
+    given = {name: env.get(variable) or None for name, variable in _VARIABLES.items()}
     return given, "environment variable"
 
 

@@ -166,10 +166,11 @@ def is_retryable(error: AkoolError, delivery: Delivery, *, paid: bool) -> bool:
     """Whether a failed request may be sent again.
 
     Reads (and getToken) are retried on any transient failure. A paid create is retried only
-    when the failure proves it did nothing at Akool.
+    when the failure proves it did nothing at Akool, and never when it could not be encoded
+    (`InvalidInput`): the same bytes would fail the same way.
     """
     if paid:
-        return delivery is Delivery.NOT_DELIVERED
+        return delivery is Delivery.NOT_DELIVERED and not isinstance(error, InvalidInput)
     return isinstance(
         error,
         ConnectError

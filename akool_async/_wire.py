@@ -34,6 +34,7 @@ from ._classify import (
     scrub,
     status_failure,
     unreadable,
+    unsendable,
 )
 from ._config import AuthMode, Credentials, Secret
 from ._constants import MAX_ANSWER_BYTES
@@ -357,16 +358,22 @@ class Wire:
         """Send the request and read its answer, within the deadline and `MAX_ANSWER_BYTES`."""
         endpoint = route.endpoint
         path = endpoint.path
+        try:
+            # Built apart from the send: a header or body httpx cannot encode fails here, before
+            # anything leaves, and is no ambiguous create.
+            request = self._client.build_request(
+                endpoint.method,
+                route.with_query(params),
+                json=json_body,
+                headers=headers,
+                **self._request_options,
+            )
+        except UnicodeEncodeError as exc:
+            raise unsendable(endpoint=path, target="Akool", cause=exc) from None
         with anyio.move_on_after(self.deadline):
             try:
-                async with self._client.stream(
-                    endpoint.method,
-                    route.with_query(params),
-                    json=json_body,
-                    headers=headers,
-                    follow_redirects=False,
-                    **self._request_options,
-                ) as response:
+                response = await self._client.send(request, stream=True, follow_redirects=False)
+                try:
                     failure = status_failure(response, path)
                     if failure is not None:
                         raise failure
@@ -375,6 +382,8 @@ class Wire:
                     except BodyError as exc:
                         raise unreadable(response, path, exc) from None
                     return response, content
+                finally:
+                    await response.aclose()
             except httpx.HTTPError as exc:
                 raise classify_transport(exc, endpoint=path, target="Akool") from exc
         raise past_deadline(self.deadline, endpoint=path, target="Akool")

@@ -559,6 +559,42 @@ def test_bad_base_url_is_a_usage_error(
     assert not (out / JOURNAL_NAME).exists()
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        (
+            "sk-REALSECRET123\r",
+            "a control character (such as a carriage return, newline or tab)",
+            17,
+        ),
+        ("k\u00e9", "a non-ASCII character", 2),
+        ("sk-X ", "a space", 5),
+    ],
+)
+def test_a_key_with_a_stray_character_is_one_line_and_nothing_is_written(
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_http: list[httpx.Request],
+    case: tuple[str, str, int],
+) -> None:
+    """AKOOL_API_KEY with a stray character: one line naming the variable and the character's
+    class (never the key), exit 2, for credit and batch alike; nothing sent, no folder made."""
+    key, kind, at = case
+    monkeypatch.setenv("AKOOL_API_KEY", key)
+    monkeypatch.setenv("AKOOL_BASE_URL", "http://127.0.0.1:9")
+    out = tmp_path / "out"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\n", encoding="utf-8")
+    expected = (
+        f"akool-async: error: AKOOL_API_KEY contains {kind} at character {at}: a credential is "
+        "printable ASCII without spaces; copy it again without the stray character\n"
+    )
+    for argv in (["credit"], ["batch", str(prompts), "--out", str(out)]):
+        assert (2, "", expected) == (main(argv), *capsys.readouterr())
+    assert ([], False) == (no_http, out.exists())
+
+
 def test_no_credentials_in_process(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],

@@ -497,6 +497,49 @@ def test_empty_credential_refused(name: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "kind", "at"),
+    [
+        (
+            "sk-REALSECRET123\r",
+            "a control character (such as a carriage return, newline or tab)",
+            17,
+        ),
+        ("sk-X ", "a space", 5),
+        (" sk-X", "a space", 1),
+        ("k\u00e9", "a non-ASCII character", 2),
+        ("a\nb", "a control character (such as a carriage return, newline or tab)", 2),
+        ("a\x7fb", "a control character (such as a carriage return, newline or tab)", 2),
+    ],
+)
+@pytest.mark.parametrize("name", ["api_key", "token", "client_secret"])
+def test_a_credential_headers_cannot_carry_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, kind: str, at: int
+) -> None:
+    """A stray space, control or non-ASCII character is refused when the session is made, by
+    the argument's or variable's name and the character's class, never quoting the value."""
+    kwargs = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, name: value}
+    variables = {
+        "api_key": "AKOOL_API_KEY",
+        "token": "AKOOL_TOKEN",
+        "client_secret": "AKOOL_CLIENT_SECRET",
+    }
+    rest = (
+        f"contains {kind} at character {at}: a credential is printable ASCII without spaces; "
+        "copy it again without the stray character"
+    )
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(**session_kwargs(**kwargs))
+    assert f"{name} {rest}" == str(raised.value)
+
+    monkeypatch.setenv("AKOOL_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("AKOOL_CLIENT_SECRET", CLIENT_SECRET)
+    monkeypatch.setenv(variables[name], value)
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession()
+    assert f"{variables[name]} {rest}" == str(raised.value)
+
+
+@pytest.mark.parametrize(
     "base_url",
     ["", "openapi.akool.com", "/api", "ftp://openapi.akool.com", "https://", "https://[::1"],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import h11
 import httpx
 import pytest
 
@@ -264,6 +265,63 @@ async def test_get_token_without_token_field_is_invalid_response(
         with pytest.raises(ak.InvalidResponse):
             await session.get_credit()
     assert 4 == len(fake.sent(TOKEN_PATH))
+
+
+# -- requests httpx cannot encode -------------------------------------------------------------
+
+
+UNSENDABLE = (
+    "the request to Akool could not be sent: a header or the body holds a character HTTP cannot "
+    "carry (a credential with a stray space, newline or non-ASCII character?); nothing was sent "
+    f"to {PROMPT_PATH}"
+)
+
+
+async def test_a_body_httpx_cannot_encode_is_refused_unsent(
+    fake: FakeAkool, make_session: Any
+) -> None:
+    """A prompt with a lone surrogate cannot be UTF-8: InvalidInput, nothing sent, no retry,
+    never a SubmissionUnknown."""
+    fake.on(PROMPT_PATH, envelope(JOB))
+    async with make_session() as session:
+        with pytest.raises(ak.InvalidInput) as caught:
+            await session.create_by_prompt("a fox \ud800")
+    assert (UNSENDABLE, []) == (str(caught.value), fake.requests)
+
+
+async def test_a_header_h11_refuses_is_not_an_ambiguous_create(fake: FakeAkool) -> None:
+    """A header HTTP/1.1 cannot carry (here a caller's client header with a stray carriage
+    return): h11 refuses it before a byte leaves, so the create fails once, unsent, as
+    InvalidInput, and the header's value is never quoted."""
+
+    def h11_checked(request: httpx.Request) -> httpx.Response:
+        try:
+            h11.Request(method=request.method, target="/", headers=request.headers.raw)
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        return fake(request)
+
+    fake.on(PROMPT_PATH, envelope(JOB))
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(h11_checked), headers={"x-trace": "secret-trace\r"}
+    )
+    async with ak.AkoolSession(api_key=API_KEY, base_url=BASE_URL, http_client=client) as session:
+        with pytest.raises(ak.InvalidInput) as caught:
+            await session.create_by_prompt("a fox")
+    assert (UNSENDABLE, []) == (str(caught.value), fake.requests)
+
+
+async def test_another_local_protocol_error_stays_ambiguous(
+    fake: FakeAkool, make_session: Any
+) -> None:
+    """A local protocol error with sendable headers may have come after bytes left: unknown."""
+    fake.on(
+        PROMPT_PATH, httpx.LocalProtocolError("too much data", request=httpx.Request("GET", "/"))
+    )
+    async with make_session() as session:
+        with pytest.raises(ak.SubmissionUnknown):
+            await session.create_by_prompt("a fox")
+    assert 1 == len(fake.requests)
 
 
 # -- retries of reads -------------------------------------------------------------------------
