@@ -17,7 +17,14 @@ import httpx
 from ._errors import InvalidInput, MissingCredentials
 from ._validate import http_url
 
-__all__ = ["DEFAULT_BASE_URL", "AuthMode", "Credentials", "Secret", "resolve_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AuthMode",
+    "Credentials",
+    "Secret",
+    "base_url_problem",
+    "resolve_base_url",
+]
 
 DEFAULT_BASE_URL: Final = "https://openapi.akool.com"
 
@@ -197,6 +204,24 @@ def _from_environment(env: Mapping[str, str]) -> tuple[dict[str, str | None], st
     return given, "environment variable"
 
 
+def base_url_problem(name: str, candidate: str | httpx.URL) -> str:
+    """What is said of a base URL ``name`` that `http_url` refuses."""
+    return (
+        f"{name} must be an absolute http(s) URL with no spaces around it and a port (if any) "
+        f"from 1 to 65535, e.g. {DEFAULT_BASE_URL} or http://127.0.0.1:8787 "
+        f"(got {_without_password(str(candidate))!r})"
+    )
+
+
+def _without_password(text: str) -> str:
+    """``text`` with the password of its user info, if it parses as a URL with one, masked."""
+    try:
+        password = httpx.URL(text).password
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return text
+    return text.replace(password, "********") if password else text
+
+
 def resolve_base_url(
     base_url: str | httpx.URL | None,
     *,
@@ -206,16 +231,19 @@ def resolve_base_url(
     """The API root: the argument, else a passed client's ``base_url``, else ``AKOOL_BASE_URL``.
 
     Raises:
-        InvalidInput: The URL is not an absolute http(s) URL.
+        InvalidInput: The URL is not an absolute http(s) URL, has a port outside 1..65535 or
+            white space around it; the message names ``AKOOL_BASE_URL`` if it came from there.
     """
     env = os.environ if environ is None else environ
     candidate: str | httpx.URL
+    name = "base_url"
     if base_url is not None:
         candidate = base_url
     elif http_client is not None and str(http_client.base_url):
         candidate = http_client.base_url
     else:
         candidate = env.get(ENV_BASE_URL) or DEFAULT_BASE_URL
-    url = http_url(candidate, f"base_url must be an absolute http(s) URL (got {str(candidate)!r})")
+        name = ENV_BASE_URL if env.get(ENV_BASE_URL) else name
+    url = http_url(candidate, base_url_problem(name, candidate))
     # One trailing slash makes httpx's merge of relative paths predictable.
     return url.copy_with(path=url.path.rstrip("/") + "/", query=None, fragment=None)

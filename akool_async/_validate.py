@@ -110,12 +110,20 @@ def check_url(name: str, value: Any) -> str:
     return value
 
 
+_PORTS: Final = range(1, 65536)
+
+
 def http_url(value: str | httpx.URL, problem: str) -> httpx.URL:
-    """``value`` parsed, if it is an absolute http(s) URL with a host; else `InvalidInput`."""
+    """``value`` parsed, if it is an absolute http(s) URL with a host, a port from 1 to 65535
+    if it names one, and no white space around it; else `InvalidInput`."""
+    if isinstance(value, str) and value != value.strip():
+        raise InvalidInput(problem)
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
         raise InvalidInput(problem) from exc
     if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidInput(problem)
+    if url.port is not None and url.port not in _PORTS:
         raise InvalidInput(problem)
     return url

@@ -29,6 +29,10 @@ QUADRANTS = (
     "left, 4 bottom right), or 'all'"
 )
 LOCK_NAME = ".akool-journal.lock"
+BASE_URL_RULE = (
+    "must be an absolute http(s) URL with no spaces around it and a port (i"
+    "f any) from 1 to 65535, e.g. https://openapi.akool.com or http://127.0.0.1:8787"
+)
 FAST_POLLING = ("--expected-duration", "0.5", "--target-lag", "0.1")
 
 
@@ -552,11 +556,31 @@ def test_bad_base_url_is_a_usage_error(
     )
     assert 2 == status
     assert (
-        "akool-async: error: base_url must be an absolute http(s) URL (got 'ftp://x')\n"
+        f"akool-async: error: --base-url {BASE_URL_RULE} (got 'ftp://x')\n"
         == capsys.readouterr().err
     )
     assert [] == no_http
     assert not (out / JOURNAL_NAME).exists()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "127.0.0.1:37835", " http://x"])
+def test_a_bad_akool_base_url_is_one_line_naming_the_variable(
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    no_http: list[httpx.Request],
+    url: str,
+) -> None:
+    """A port out of range, no scheme, a space: one line naming AKOOL_BASE_URL with an example,
+    exit 2, for credit and batch; nothing sent, nothing written."""
+    monkeypatch.setenv("AKOOL_BASE_URL", url)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\n", encoding="utf-8")
+    out = tmp_path / "out"
+    expected = f"akool-async: error: AKOOL_BASE_URL {BASE_URL_RULE} (got {url!r})\n"
+    for argv in (["credit"], ["batch", str(prompts), "--out", str(out)]):
+        assert (2, "", expected) == (main([*argv, "--api-key", "k"]), *capsys.readouterr())
+    assert ([], False) == (no_http, out.exists())
 
 
 @pytest.mark.parametrize(

@@ -436,6 +436,12 @@ async def test_validation_runs_before_session_state_check(fake: FakeAkool) -> No
 # -- configuration --------------------------------------------------------------------------------
 
 
+BASE_URL_RULE = (
+    "must be an absolute http(s) URL with no spaces around it and a port (i"
+    "f any) from 1 to 65535, e.g. https://openapi.akool.com or http://127.0.0.1:8787"
+)
+
+
 def session_kwargs(**kwargs: Any) -> dict[str, Any]:
     """AkoolSession arguments with the test base URL (no client is made before `async with`)."""
     return {"base_url": BASE_URL, **kwargs}
@@ -541,14 +547,34 @@ def test_a_credential_headers_cannot_carry_is_refused_by_name(
 
 @pytest.mark.parametrize(
     "base_url",
-    ["", "openapi.akool.com", "/api", "ftp://openapi.akool.com", "https://", "https://[::1"],
+    [
+        "",
+        "openapi.akool.com",
+        "/api",
+        "ftp://openapi.akool.com",
+        "https://",
+        "https://[::1",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:0",
+        " https://openapi.akool.com",
+        "https://openapi.akool.com ",
+    ],
 )
 def test_bad_base_url_refused(base_url: str) -> None:
-    """base_url must be an absolute http(s) URL; anything else is InvalidInput, echoing it."""
+    """base_url must be an absolute http(s) URL, port 1..65535, no spaces around it; anything
+    else is InvalidInput, echoing it with an example."""
     with pytest.raises(ak.InvalidInput) as raised:
         ak.AkoolSession(api_key=API_KEY, base_url=base_url)
 
-    assert f"base_url must be an absolute http(s) URL (got {base_url!r})" == str(raised.value)
+    assert f"base_url {BASE_URL_RULE} (got {base_url!r})" == str(raised.value)
+
+
+def test_a_refused_base_url_never_shows_its_password() -> None:
+    """The password of a refused base URL's user info is masked in the message."""
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(api_key=API_KEY, base_url="ftp://user:s3cretpw@host")
+
+    assert f"base_url {BASE_URL_RULE} (got 'ftp://user:********@host')" == str(raised.value)
 
 
 # -- environment fallbacks ------------------------------------------------------------------------
@@ -688,15 +714,17 @@ def test_base_url_argument_beats_env(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-@pytest.mark.parametrize("bad", ["ftp://env.akool.test", "env.akool.test", "https://"])
+@pytest.mark.parametrize(
+    "bad", ["ftp://env.akool.test", "env.akool.test", "https://", "http://127.0.0.1:99999"]
+)
 def test_bad_env_base_url_refused(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A malformed AKOOL_BASE_URL is refused like a malformed argument."""
+    """A malformed AKOOL_BASE_URL is refused like a malformed argument, by its name."""
     monkeypatch.setenv("AKOOL_BASE_URL", bad)
 
     with pytest.raises(ak.InvalidInput) as raised:
         ak.AkoolSession(api_key=API_KEY)
 
-    assert f"base_url must be an absolute http(s) URL (got {bad!r})" == str(raised.value)
+    assert f"AKOOL_BASE_URL {BASE_URL_RULE} (got {bad!r})" == str(raised.value)
 
 
 def set_all_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,9 +22,11 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from akool_async._config import base_url_problem
 from akool_async._errors import AkoolError
 from akool_async._polling import PollPolicy
 from akool_async._session import AkoolSession
+from akool_async._validate import http_url
 from akool_async._wire import shown
 
 from ._args import PROG
@@ -110,6 +112,8 @@ async def build_session(
             max_jobs_in_flight=max_jobs,
         )
         return session, IN_PROCESS_ENDPOINT
+    if options.base_url is not None:  # refused by its flag's name, not the SDK argument's
+        http_url(options.base_url, base_url_problem("--base-url", options.base_url))
     session = AkoolSession(
         api_key=options.api_key,
         token=options.token,
