@@ -20,6 +20,7 @@ import logging
 import os
 import pathlib
 import socket
+import sqlite3
 import ssl
 import sys
 from collections import Counter
@@ -116,6 +117,30 @@ async def test_a_port_with_nothing_listening_stops_a_batch_with_one_line(
     one_line(ran, f"cannot reach {url}/ (connection refused): {CHECK}")
     assert ran.seconds < FIRST_REQUEST_WAIT + 5
     assert {"pending"} == {task.state for task in journal(tmp_path / "out")}
+
+
+@pytest.mark.anyio
+async def test_a_start_that_reached_nothing_binds_the_folder_to_no_url(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A batch stopped at a wrong URL sent nothing (its message hides the URL's password): the
+    same command at the right URL runs in that folder, and the journal names the right one."""
+    file = write_prompts(tmp_path / "p.txt", ["a lamp"])
+    out = tmp_path / "o_w"
+    port = closed_port()
+
+    first = await run_cli(
+        "batch", file, "--out", out, *POLLING, url=f"http://user:s3cretpw@127.0.0.1:{port}"
+    )
+    one_line(first, f"cannot reach http://127.0.0.1:{port}/ (connection refused): {CHECK}")
+    emulator = AkoolEmulator(time_scale=0.01, seed=3)
+    async with emulator.serve() as url:
+        second = await run_cli("batch", file, "--out", out, "--no-quadrants", *POLLING, url=url)
+
+    assert (0, ["completed"]) == (second.status, [task.state for task in journal(out)])
+    with contextlib.closing(sqlite3.connect(out / ".akool-journal.sqlite3")) as connection:
+        query = "SELECT value FROM meta WHERE key = 'endpoint'"
+        assert [(f"{url}/",)] == connection.execute(query).fetchall()
 
 
 @pytest.mark.anyio

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from akool_async.cli import main
-from akool_async.cli._journal import JOURNAL_NAME, Journal
+from akool_async.cli._journal import JOURNAL_NAME, Journal, PlannedTask, TaskKind
 from akool_async.testing import TEST_API_KEY, AkoolEmulator
 
 SCALES = "1:1, 4:3, 3:4, 16:9, 9:16, 3:2, 2:3"
@@ -321,8 +321,11 @@ async def test_journal_of_another_endpoint(
     out = tmp_path / "out"
     out.mkdir()
     other = "https://openapi.akool.com/"
-    async with await Journal.open(out / JOURNAL_NAME, endpoint=other):
-        pass
+    async with await Journal.open(out / JOURNAL_NAME, endpoint=other) as journal:
+        await journal.sync(
+            [PlannedTask(key="g", kind=TaskKind.GRID, row=1, prompt="fox", scale="1:1", stem="fox")]
+        )
+        await journal.created("g", "64dd82eef0b6684651e90131")
     refused(
         await batch(served, prompts, out),
         f"the journal {str(out / JOURNAL_NAME)!r} holds jobs of {other}, not of {served.url}/: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -418,6 +419,7 @@ async def test_another_endpoint_is_refused_naming_both(tmp_path: pathlib.Path) -
     """Job ids of one endpoint mean nothing at another: the journal says whose it is."""
     async with await open_journal(tmp_path) as journal:
         await journal.sync([grid("fox", 1)])
+        await journal.intent("fox")
     with pytest.raises(JournalError) as caught:
         await open_journal(tmp_path, "http://127.0.0.1:8123/")
     path = tmp_path / JOURNAL_NAME
@@ -429,6 +431,41 @@ async def test_another_endpoint_is_refused_naming_both(tmp_path: pathlib.Path) -
     # The refusal changed nothing: the right endpoint still opens it.
     async with await open_journal(tmp_path) as journal:
         assert ["fox"] == list(journal.tasks)
+
+
+@pytest.mark.anyio
+async def test_a_journal_that_never_sent_anything_takes_another_endpoint(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A run that stopped before its first create (a wrong URL or key) binds nothing: the next
+    endpoint takes the journal, its tasks kept; once one is sent, the endpoint is bound."""
+    async with await open_journal(tmp_path, "http://127.0.0.1:1/") as journal:
+        await journal.sync([grid("fox", 1)])
+    async with await open_journal(tmp_path) as journal:
+        assert {"fox": TaskState.PENDING} == states(journal)
+        await journal.intent("fox")
+    with pytest.raises(JournalError, match=f"holds jobs of {ENDPOINT}, not of http://127"):
+        await open_journal(tmp_path, "http://127.0.0.1:1/")
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_stored_with_a_password_is_the_same_endpoint_without_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    """An older journal that kept user info in its endpoint opens for the bare URL and forgets
+    the password; another host is refused without showing it."""
+    stored = "https://user:s3cretpw@openapi.akool.test/"
+    async with await open_journal(tmp_path, stored) as journal:
+        await journal.sync([grid("fox", 1)])
+        await journal.intent("fox")
+    with pytest.raises(JournalError) as caught:
+        await open_journal(tmp_path, "http://127.0.0.1:9/")
+    assert f"holds jobs of {ENDPOINT}, not of http://127.0.0.1:9/" in str(caught.value)
+    async with await open_journal(tmp_path) as journal:
+        assert ["fox"] == list(journal.tasks)
+    with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL_NAME)) as connection:
+        query = "SELECT value FROM meta WHERE key = 'endpoint'"
+        assert [(ENDPOINT,)] == connection.execute(query).fetchall()
 
 
 @pytest.mark.anyio

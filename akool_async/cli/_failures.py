@@ -22,6 +22,7 @@ from akool_async._errors import (
     HTTPStatusError,
     RequestTimeout,
 )
+from akool_async._wire import shown
 
 __all__ = ["EXIT_FAILED", "EXIT_USAGE", "CommandError", "explain", "is_unreachable", "os_error"]
 
@@ -89,9 +90,10 @@ def unreachable_reason(error: BaseException) -> str:
 
 
 def unreachable_message(error: BaseException, base_url: str) -> str:
-    """The one line an unreachable host gets: its URL, why, and where to look."""
+    """The one line an unreachable host gets: its URL (never its password), why, and where to
+    look."""
     return (
-        f"cannot reach {base_url} ({unreachable_reason(error)}): check AKOOL_BASE_URL or "
+        f"cannot reach {shown(base_url)} ({unreachable_reason(error)}): check AKOOL_BASE_URL or "
         "--base-url, and your network"
     )
 
@@ -101,6 +103,7 @@ def explain(error: AkoolError, base_url: str) -> CommandError | None:
     (an unreachable host, refused credentials, an API root that is not Akool's); else None."""
     if is_unreachable(error):
         return CommandError(unreachable_message(error, base_url))
+    base_url = shown(base_url)
     if isinstance(error, AuthenticationError):
         return CommandError(f"Akool refused the credentials ({error}): {_CREDENTIALS}")
     if isinstance(error, HTTPStatusError) and error.status_code in _NOT_AN_API:

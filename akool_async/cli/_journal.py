@@ -39,9 +39,11 @@ from typing import Any, Final, Self, TypeVar
 import anyio
 import anyio.to_thread
 import attrs
+import httpx
 
 from akool_async._errors import AkoolError
 from akool_async._models import JobKind
+from akool_async._wire import shown
 
 __all__ = [
     "JOURNAL_NAME",
@@ -665,8 +667,21 @@ def _connect(path: pathlib.Path, endpoint: str) -> sqlite3.Connection:
     return connection
 
 
+def _sent_anything(connection: sqlite3.Connection) -> bool:
+    """Whether any task was ever sent (an intent recorded, or a job id): its ids bind the
+    journal to its endpoint."""
+    return (
+        connection.execute(
+            "SELECT 1 FROM tasks WHERE creates_sent > 0 OR job_id IS NOT NULL OR state != ? "
+            "LIMIT 1",
+            (TaskState.PENDING.value,),
+        ).fetchone()
+        is not None
+    )
+
+
 def _prepare(connection: sqlite3.Connection, path: pathlib.Path, endpoint: str) -> None:
-    shown = str(path)
+    where = str(path)
     try:
         # WAL keeps the file readable by others (a watching script) while a run writes; FULL
         # makes every commit durable before the call returns, power cut included.
@@ -676,7 +691,7 @@ def _prepare(connection: sqlite3.Connection, path: pathlib.Path, endpoint: str) 
         (version,) = connection.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise JournalError(
-                f"the journal {shown!r} was written by a newer akool-async (schema {version}); "
+                f"the journal {where!r} was written by a newer akool-async (schema {version}); "
                 "upgrade akool-async to resume it"
             )
         connection.executescript(_SCHEMA)
@@ -684,7 +699,7 @@ def _prepare(connection: sqlite3.Connection, path: pathlib.Path, endpoint: str) 
         row = connection.execute("SELECT value FROM meta WHERE key = 'endpoint'").fetchone()
     except sqlite3.DatabaseError as error:
         raise JournalError(
-            f"{shown!r} is not a usable akool-async journal ({error}); move it away or choose "
+            f"{where!r} is not a usable akool-async journal ({error}); move it away or choose "
             "another output folder"
         ) from error
     if row is None:
@@ -692,8 +707,22 @@ def _prepare(connection: sqlite3.Connection, path: pathlib.Path, endpoint: str) 
             "INSERT INTO meta (key, value) VALUES ('endpoint', ?), ('created_at', ?)",
             (endpoint, str(time.time())),
         )
+    elif row[0] != endpoint and (_bare(row[0]) == endpoint or not _sent_anything(connection)):
+        # The same endpoint stored with its user info (never kept now), or a journal whose runs
+        # never sent a create (a run that stopped at a wrong URL or key): it takes this one.
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'endpoint'", (endpoint,))
     elif row[0] != endpoint:
         raise JournalError(
-            f"the journal {shown!r} holds jobs of {row[0]}, not of {endpoint}: their ids mean "
-            "nothing there. Run against the same endpoint, or choose another output folder"
+            f"the journal {where!r} holds jobs of {_bare(row[0])}, not of {endpoint}: their ids "
+            "mean nothing there. Run against the same endpoint, or choose another output folder"
         )
+
+
+def _bare(endpoint: str) -> str:
+    """A stored endpoint without the user info older versions kept in it."""
+    if "@" not in endpoint:
+        return endpoint
+    try:
+        return shown(endpoint)
+    except (httpx.InvalidURL, ValueError):
+        return endpoint

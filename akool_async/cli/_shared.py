@@ -123,7 +123,8 @@ async def build_session(
         poll_policy=_poll_policy(options, emulated=False),
         max_jobs_in_flight=max_jobs,
     )
-    return session, str(session.base_url)
+    # What the journal keeps: never a password given in the URL's user info.
+    return session, shown(str(session.base_url))
 
 
 @contextlib.asynccontextmanager
