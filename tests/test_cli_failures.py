@@ -462,6 +462,26 @@ def test_an_out_folder_without_write_permission_is_refused_before_the_press(
     assert [str(tmp_path)] == denied  # the nearest folder that exists
 
 
+@pytest.mark.skipif(not pathlib.Path("/sys/kernel").is_dir(), reason="no /sys/kernel here")
+@pytest.mark.parametrize("command", [["upscale", JOB_ID, "3"], ["vary", JOB_ID, "2"]])
+def test_a_folder_the_permission_bits_allow_but_the_kernel_refuses_is_refused_before_the_press(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """--out /sys/kernel as root: the permission bits say yes, yet no file can be made there.
+    Exit 2 and one line before the session opens: the paid press is never sent (had it been,
+    the closed port would have said so)."""
+    monkeypatch.setattr(os, "access", lambda *_: True)
+    argv = [*command, "--out", "/sys/kernel", "--api-key", "k", "--base-url", "http://127.0.0.1:9"]
+
+    status = main(argv)
+
+    message = (
+        "akool-async: error: cannot write in --out /sys/kernel (Permission denied): choose a "
+        "folder you can write to\n"
+    )
+    assert (2, "", message) == (status, *capsys.readouterr())
+
+
 def test_a_file_system_error_is_one_line(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import pathlib
 import sys
+import tempfile
 from collections.abc import AsyncGenerator, Callable
 from typing import Final
 
@@ -184,6 +185,14 @@ def _writable_problem(out: pathlib.Path) -> str | None:
         return os.strerror(errno.ENOTDIR)
     if not os.access(existing, os.W_OK | os.X_OK):
         return os.strerror(errno.EACCES)
+    # The permission bits are not the whole answer (root is let in everywhere, yet /sys,
+    # /proc and read-only mounts refuse new files): a file made and removed is.
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".akool-probe-", suffix=".part", dir=existing)
+    except OSError as error:
+        return error.strerror or str(error)
+    os.close(handle)
+    pathlib.Path(probe).unlink()
     return None
 
 
