@@ -298,7 +298,8 @@ def test_a_batch_run_in_process_leaves_logging_as_it_was(tmp_path: pathlib.Path)
 
 
 def test_the_summary_names_lost_presses_apart_from_resubmittable_creates() -> None:
-    """Unknown grids can be sent again; a press Akool took but whose answer was lost cannot."""
+    """Unknown grids can be sent again; a press whose answer was lost is pressed again only if
+    Akool still offers the button, which the next run reads."""
     summary = Summary(
         rows=2,
         completed_rows=0,
@@ -323,7 +324,12 @@ def test_the_summary_names_lost_presses_apart_from_resubmittable_creates() -> No
     resubmit = next(index for index, line in enumerate(lines) if "--resubmit-unknown" in line)
     assert "  row 1: 'a moth'" == lines[resubmit + 1]
     lost = next(index for index, line in enumerate(lines) if "button press(es)" in line)
-    assert "no way to find the jobs they made" in lines[lost]
+    assert (
+        "1 button press(es) may or may not have reached Akool (their answers were lost). Run the "
+        "same command again: it reads each grid anew and presses a button again only if Akool "
+        "still offers it (so it cannot pay twice); a button Akool lists as used was charged, and "
+        "the job it made cannot be found. Run with --accept-unknown to close them as lost:"
+    ) == lines[lost]
     assert "  row 2 U1: 'a kite'" == lines[lost + 1]
     assert ["row 2 U1: 'a kite'"] == summary.as_json()["lost_presses"]
     assert 1 == summary.exit_status

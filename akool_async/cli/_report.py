@@ -111,10 +111,11 @@ class Summary:
         )
         lines += _listing(
             self.lost_presses,
-            f"{len(self.lost_presses)} button press(es) reached Akool but their answers were "
-            "lost: Akool has them as used (and charged), and offers no way to find the jobs "
-            "they made, so they cannot be pressed again. Run the same command with "
-            "--accept-unknown to close them as lost:",
+            f"{len(self.lost_presses)} button press(es) may or may not have reached Akool "
+            "(their answers were lost). Run the same command again: it reads each grid anew and "
+            "presses a button again only if Akool still offers it (so it cannot pay twice); a "
+            "button Akool lists as used was charged, and the job it made cannot be found. Run "
+            "with --accept-unknown to close them as lost:",
         )
         lines += _listing(
             self.accepted,
