@@ -206,6 +206,38 @@ async def test_a_host_lost_mid_batch_stops_it_with_one_line(tmp_path: pathlib.Pa
     assert 1 == emulator.creates_for(prompts[0])
 
 
+def test_creates_that_cannot_connect_when_the_host_is_lost_stay_pending(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six rows, two at a time; after the first two creates no create can connect. Those
+    creates were never sent: no line each, not failed but unfinished (pending in the journal),
+    and one stop line."""
+    prompts = [f"a comet over a valley, take {number}" for number in range(1, 7)]
+    file = write_prompts(tmp_path / "p.txt", prompts)
+    out = tmp_path / "out"
+    send = httpx.AsyncClient.send
+    creates: list[str] = []
+
+    async def cut_off(client: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
+        if request.url.path.endswith("/createbyprompt"):
+            creates.append(request.url.path)
+            if len(creates) > 2:  # the first two rows get through
+                raise httpx.ConnectError("All connection attempts failed", request=request)
+        return await send(client, request, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", cut_off)
+    argv = ["batch", str(file), "--out", str(out), "--emulator", "--time-scale", "0.01"]
+
+    status = main([*argv, "--concurrency", "2", "--no-quadrants", "--seed", "3"])
+
+    printed = capsys.readouterr()
+    states = Counter(task.state for task in journal(out))
+    assert (1, {"completed": 2, "pending": 4}) == (status, dict(states)), printed.err
+    assert "could not connect" not in printed.out + printed.err
+    assert "2 of 6 row(s) completed, 0 failed, 0 unknown, 4 unfinished" in printed.out, printed.out
+    assert 1 == printed.err.count("akool-async: stopped: cannot reach"), printed.err
+
+
 @pytest.mark.anyio
 async def test_a_refusal_for_the_whole_account_stops_the_batch_with_one_line(
     tmp_path: pathlib.Path,

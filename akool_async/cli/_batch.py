@@ -406,7 +406,7 @@ class BatchRunner:
         try:
             info = await self._task(key, None)
             children = self._children.get(key, [])
-            if self._stopping:
+            if self._stopping or self._aborted is not None:
                 return
             if info is None:
                 grid = self.journal.tasks[key]
@@ -524,8 +524,14 @@ class BatchRunner:
             return updated
         except AkoolError as error:
             if is_unreachable(error):
+                # Never sent (no connection was made), and no create can be until Akool is
+                # back: pending again, told once by the batch's stop line, not row by row.
                 self._outgoing.cannot_reach(error)
-            if not (isinstance(error, _FATAL) or is_unreachable(error)):
+                updated = await self.journal.withdrawn(key)
+                self._move(updated, DisplayState.QUEUED)
+                self._abort(error)
+                return updated
+            if not isinstance(error, _FATAL):
                 # Provably not delivered (after retries) or refused for now: no job, no charge.
                 return await self._refused(key, f"{error} (not created: the next run tries again)")
             updated = await self._refused(
