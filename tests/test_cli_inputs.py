@@ -426,6 +426,13 @@ def no_http(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
             ),
         ),
         (
+            ["--out", ""],
+            (
+                "akool-async batch: error: argument --out: must name a folder (got ''); for the "
+                "current folder say --out ."
+            ),
+        ),
+        (
             ["--target-lag", "nan"],
             (
                 "akool-async batch: error: argument --target-lag: must be a finite number "

@@ -14,7 +14,7 @@ from typing import Final
 from akool_async._models import Scale
 from akool_async._polling import DEFAULT_EXPECTED_DURATION, PollPolicy
 
-from ._argtypes import positive_number
+from ._argtypes import folder, positive_number
 
 __all__ = ["DEFAULT_TIME_SCALE", "EMULATOR", "PROG", "build_parser", "parse_args"]
 
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="a short batch against the embedded emulator (no account needed)",
     )
-    demo.add_argument("--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path("akool-demo"))
+    demo.add_argument("--out", metavar="DIR", type=folder, default=pathlib.Path("akool-demo"))
     return parser
 
 
@@ -231,7 +231,7 @@ def _generate_options(generate: argparse.ArgumentParser) -> None:
     )
     generate.add_argument("--source-image", metavar="URL", help="URL of an image to start from")
     generate.add_argument(
-        "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path(), help="folder (.)"
+        "--out", metavar="DIR", type=folder, default=pathlib.Path(), help="folder (.)"
     )
     _follow_up_options(generate)
 
@@ -240,7 +240,7 @@ def _batch_options(batch: argparse.ArgumentParser) -> None:
     batch.add_argument("file", type=pathlib.Path, help=".txt, .jsonl or .csv prompt file")
     batch.add_argument(
         "--out",
-        type=pathlib.Path,
+        type=folder,
         metavar="DIR",
         required=True,
         help="folder for the images, manifest.jsonl and the journal",
@@ -295,7 +295,7 @@ def _wait_options(wait: argparse.ArgumentParser) -> None:
         "--timeout", type=positive_number, metavar="SECONDS", help="give up after this many seconds"
     )
     wait.add_argument(
-        "--out", metavar="DIR", type=pathlib.Path, help="also download the result into this folder"
+        "--out", metavar="DIR", type=folder, help="also download the result into this folder"
     )
 
 
@@ -303,7 +303,7 @@ def _press_options(press: argparse.ArgumentParser) -> None:
     press.add_argument("id", help="the grid job's id")
     press.add_argument("n", type=_quadrant, help="the quadrant: 1 to 4")
     press.add_argument(
-        "--out", metavar="DIR", type=pathlib.Path, default=pathlib.Path(), help="folder (.)"
+        "--out", metavar="DIR", type=folder, default=pathlib.Path(), help="folder (.)"
     )
 
 
