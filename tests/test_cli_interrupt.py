@@ -589,6 +589,7 @@ async def test_ctrl_c_on_a_terminal_then_a_resumed_run_whose_bar_counts_everythi
         assert "akool-async: interrupted: " in text
         assert "press Ctrl+C again to stop now" in text
         assert "Interrupted: the creates already sent have their answers recorded" in text
+        assert "interrupted: every create that was sent" not in text  # said once, above
         tasks = journal(out)
         assert_nothing_lost(emulator, tasks, text)
         done_before = sum(1 for task in tasks if task.state == "completed")

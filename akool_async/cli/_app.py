@@ -222,10 +222,7 @@ async def _drive(
     )
     reporter.finish(summary)
     if runner.interrupted:
-        tell(
-            "interrupted: every create that was sent has its answer recorded; run the same "
-            "command again to go on"
-        )
+        _tell_interrupted(reporter)
         return EXIT_INTERRUPTED
     if aborted is not None:
         tell(_aborted_message(aborted, str(runner.session.base_url)))
@@ -233,6 +230,16 @@ async def _drive(
     if list_files:
         await _list_files(runner, out)
     return summary.exit_status
+
+
+def _tell_interrupted(reporter: PlainReporter | JsonReporter | RichReporter) -> None:
+    """Say once that the run was interrupted: a text summary just said it; JSON lines did not
+    in words, so stderr does."""
+    if isinstance(reporter, JsonReporter):
+        tell(
+            "interrupted: every create that was sent has its answer recorded; run the same "
+            "command again to go on"
+        )
 
 
 async def _list_files(runner: BatchRunner, out: pathlib.Path) -> None:
