@@ -364,6 +364,36 @@ async def test_an_interrupted_upscale_tells_the_job_its_press_made(tmp_path: pat
 
 
 @pytest.mark.anyio
+async def test_an_upscale_interrupted_while_it_waits_says_how_to_go_on(
+    tmp_path: pathlib.Path,
+) -> None:
+    """SIGINT while `upscale` waits for the job its press made: exit 130 and one line naming
+    the job and the `wait` command that goes on, not a bare 'interrupted'."""
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=9)
+    async with served(emulator) as (url, gate):
+        status, _, stderr = await finished(
+            url, ["generate", "a kite", "--no-quadrants", "--out", str(tmp_path), *POLLING]
+        )
+        assert 0 == status, stderr
+        [grid] = emulator.jobs
+        run = await interrupted(
+            url,
+            ["upscale", grid, "2", "--out", str(tmp_path), *POLLING],
+            gate=gate,
+            trigger=lambda arrived, seen: "createbybutton" in seen and arrived == "infobymodelid",
+            logs=tmp_path,
+        )
+        gate.drop()
+
+    [child] = [job_id for job_id, job in emulator.jobs.items() if job.button]
+    assert INTERRUPTED == run.status, run.stderr
+    assert run.stderr.endswith(
+        f"akool-async: interrupted: job {child} goes on at Akool; run `akool-async wait {child} "
+        f"--out {tmp_path}` to go on\n"
+    ), run.stderr
+
+
+@pytest.mark.anyio
 async def test_an_interrupted_press_whose_answer_breaks_is_told_as_unknown(
     tmp_path: pathlib.Path,
 ) -> None:

@@ -507,7 +507,7 @@ async def _run_command(options: argparse.Namespace, interruption: Interruption) 
         group.cancel_scope.cancel()
     if failure is not None:
         raise failure
-    if scope.cancelled_caught:
+    if scope.cancelled_caught and not getattr(options, "interruption_told", False):
         tell("interrupted")
     return status
 

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Final
 
+import anyio
+
 from akool_async._errors import SubmissionUnknown
 from akool_async._models import ImageInfo
 from akool_async._paths import files_in, image_suffix, safe_stem
@@ -134,7 +136,15 @@ async def _press(options: argparse.Namespace, verb: str) -> int:
             },
             [f"pressed {verb}{options.n} on {parent.id}: job {child.id}"],
         )
-        info = await child.wait()
+        try:
+            info = await child.wait()
+        except anyio.get_cancelled_exc_class():
+            tell(
+                f"interrupted: job {child.id} goes on at Akool; run `{PROG} wait {child.id} "
+                f"--out {out}` to go on"
+            )
+            options.interruption_told = True
+            raise
         files = await _save(session, info, out)
     _emit(
         options,
