@@ -231,8 +231,9 @@ def resolve_base_url(
     """The API root: the argument, else a passed client's ``base_url``, else ``AKOOL_BASE_URL``.
 
     Raises:
-        InvalidInput: The URL is not an absolute http(s) URL, has a port outside 1..65535 or
-            white space around it; the message names ``AKOOL_BASE_URL`` if it came from there.
+        InvalidInput: The URL is not an absolute http(s) URL, has a port outside 1..65535,
+            white space around it, or a user name or password; the message names
+            ``AKOOL_BASE_URL`` if it came from there.
     """
     env = os.environ if environ is None else environ
     candidate: str | httpx.URL
@@ -245,5 +246,13 @@ def resolve_base_url(
         candidate = env.get(ENV_BASE_URL) or DEFAULT_BASE_URL
         name = ENV_BASE_URL if env.get(ENV_BASE_URL) else name
     url = http_url(candidate, base_url_problem(name, candidate))
+    if url.userinfo:
+        # httpx would send it as Basic authentication next to Akool's own header, and a
+        # password in a URL ends up in logs and messages: Akool's root has neither.
+        raise InvalidInput(
+            f"{name} must not carry a user name or password (got "
+            f"{str(url.copy_with(username=None, password=None))!r} with one): Akool "
+            "authenticates with the api key, the token or the client credentials"
+        )
     # One trailing slash makes httpx's merge of relative paths predictable.
     return url.copy_with(path=url.path.rstrip("/") + "/", query=None, fragment=None)

@@ -129,6 +129,18 @@ async def test_missing_file(tmp_path: pathlib.Path, served: Served) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_file_name_with_terminal_escapes_is_shown_as_text(
+    tmp_path: pathlib.Path, served: Served
+) -> None:
+    """An escape sequence in a name (a terminal title, a colour, a bidi override) reaches the
+    screen escaped, never as a command to the terminal."""
+    name = "nope\x1b]0;PWNED\x07\x1b[31m\u202e.txt"
+    result = await batch(served, tmp_path / name, tmp_path / "out")
+    refused(result, f"{tmp_path}/nope\\x1b]0;PWNED\\x07\\x1b[31m\\u202e.txt: no such file")
+    assert [] == served.emulator.requests
+
+
+@pytest.mark.anyio
 async def test_empty_file(tmp_path: pathlib.Path, served: Served) -> None:
     """A file with only comments and blank lines is an empty batch, refused."""
     file = tmp_path / "prompts.txt"

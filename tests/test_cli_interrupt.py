@@ -477,10 +477,14 @@ async def test_unknowns_are_retried_or_accepted_row_by_row(tmp_path: pathlib.Pat
         )
         assert 0 == status, stdout + stderr
         sent = Counter(emulator.requests_per_endpoint())
-        status, stdout, _ = await finished(url, args)
+        status, stdout, _ = await finished(url, [*args, "--accept-unknown", "2,9"])
         assert 0 == status
         for endpoint in ("createbyprompt", "createbybutton"):
             assert sent[endpoint] == emulator.requests_per_endpoint()[endpoint]
+        # Rows named that have nothing unknown (any more, or at all) are said, not skipped.
+        assert (
+            "--accept-unknown: row(s) 2, 9 have no unknown create or press; nothing to do for them"
+        ) in stdout
 
     assert [1, 2, 1] == [emulator.creates_for(prompt) for prompt in prompts]
     lines = manifest(out)

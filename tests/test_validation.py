@@ -577,6 +577,20 @@ def test_a_refused_base_url_never_shows_its_password() -> None:
     assert f"base_url {BASE_URL_RULE} (got 'ftp://user:********@host')" == str(raised.value)
 
 
+@pytest.mark.parametrize("base_url", ["http://user:s3cretpw@127.0.0.1:8787", "https://user@host/"])
+def test_a_base_url_with_user_info_is_refused_without_showing_it(base_url: str) -> None:
+    """httpx would send it as Basic authentication beside Akool's header; it is refused, and
+    the message shows the URL without it."""
+    with pytest.raises(ak.InvalidInput) as raised:
+        ak.AkoolSession(api_key=API_KEY, base_url=base_url)
+
+    shown = base_url.replace("user:s3cretpw@", "").replace("user@", "")
+    assert (
+        f"base_url must not carry a user name or password (got {shown!r} with one): Akool "
+        "authenticates with the api key, the token or the client credentials"
+    ) == str(raised.value)
+
+
 # -- environment fallbacks ------------------------------------------------------------------------
 
 

@@ -43,9 +43,17 @@ from ._failures import (
 )
 from ._interrupt import Interruption
 from ._jobs import JOB_COMMANDS, refuse_fresh_emulator
-from ._journal import JOURNAL_NAME, Journal, JournalError, SyncReport
+from ._journal import JOURNAL_NAME, Journal, JournalError, SyncReport, TaskState
 from ._manifest import MANIFEST_NAME, ManifestLine, OutputStatus
-from ._report import JsonReporter, PlainReporter, RichReporter, Summary, make_reporter, write_out
+from ._report import (
+    JsonReporter,
+    PlainReporter,
+    RichReporter,
+    Summary,
+    make_reporter,
+    terminal_safe,
+    write_out,
+)
 from ._rows import Row, UsageError, check_row, parse_quadrants, plan_tasks, read_rows, slug
 from ._shared import IN_PROCESS_ENDPOINT, build_session, check_out, make_out, route_logs, tell
 
@@ -184,6 +192,7 @@ async def _drive(
     out = runner.options.out
     rows_to_run = await runner.prepare()
     notes = _start_notes(report, runner.journal, rows, out, journaled=manifest is not None)
+    notes += _unmatched_rows(runner)
     before = after = None
     aborted: BatchAborted | None = None
     with anyio.CancelScope() as work:
@@ -327,6 +336,27 @@ def _start_notes(
             f"{len(report.recovered)} create(s) were in flight when an earlier run ended: they "
             "may or may not have reached Akool and are reported as unknown"
         )
+    return notes
+
+
+def _unmatched_rows(runner: BatchRunner) -> list[str]:
+    """A note per --resubmit-unknown / --accept-unknown that names rows with nothing unknown:
+    a typo there would otherwise pass silently."""
+    unknown = {
+        record.row
+        for record in runner.journal.tasks.values()
+        if record.in_plan and record.state is TaskState.UNKNOWN
+    }
+    notes: list[str] = []
+    for flag, chosen in (
+        ("--resubmit-unknown", runner.options.resubmit_unknown),
+        ("--accept-unknown", runner.options.accept_unknown),
+    ):
+        if isinstance(chosen, frozenset) and (idle := sorted(chosen - unknown)):
+            rows = ", ".join(map(str, idle))
+            notes.append(
+                f"{flag}: row(s) {rows} have no unknown create or press; nothing to do for them"
+            )
     return notes
 
 
@@ -566,5 +596,5 @@ def _stopped_now(interruption: Interruption) -> str:
 
 
 def _fail(message: str, status: int) -> int:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.write(f"{PROG}: error: {terminal_safe(message)}\n")
     return status

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import unicodedata
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TextIO
@@ -155,6 +156,24 @@ def _listing(items: Sequence[str], heading: str) -> list[str]:
     if len(items) > _SCREENFUL:
         shown.append(f"  ... and {len(items) - _SCREENFUL} more (see the manifest)")
     return shown
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control and format character but the newline shown escaped.
+
+    A file name or a URL in a message comes from the user's shell or a file they were given:
+    an escape sequence in it (a terminal title, colours, a cursor move, bidi overrides) must
+    reach the screen as text, never as a command to the terminal.
+    """
+    return "".join(
+        char
+        if char == "\n" or unicodedata.category(char) not in _UNSAFE_CATEGORIES
+        else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
+_UNSAFE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def write_out(stream: TextIO, text: str) -> None:

@@ -32,7 +32,7 @@ from akool_async._wire import shown
 
 from ._args import PROG
 from ._failures import explain
-from ._report import write_out
+from ._report import terminal_safe, write_out
 from ._rows import UsageError
 
 __all__ = [
@@ -201,7 +201,7 @@ def _unwritable(out: pathlib.Path, reason: str) -> UsageError:
 
 
 def tell(message: str) -> None:
-    write_out(sys.stderr, f"{PROG}: {message}\n")
+    write_out(sys.stderr, f"{PROG}: {terminal_safe(message)}\n")
 
 
 def route_logs(options: argparse.Namespace, reporter: object) -> Callable[[], None]:

@@ -286,7 +286,7 @@ class RedisCoordinator:
                 task_status.started()
 
         delay = _RECONNECT_FIRST
-        while not self._stopping:
+        while True:
             try:
                 async with self._factory(self._url, self._timeout) as client:
                     delay = await self._serve(client, ready)
@@ -298,8 +298,8 @@ class RedisCoordinator:
                 self._failed(_first_leaf(error))
             ready()
             self._napping = anyio.CancelScope()
-            if self._stopping:
-                break
+            if self._stopping:  # the session closes: no more tries
+                return
             with self._napping:
                 await anyio.sleep(delay)
             delay = min(_RECONNECT_LONGEST, delay * 2)
