@@ -394,6 +394,29 @@ async def test_an_upscale_interrupted_while_it_waits_says_how_to_go_on(
 
 
 @pytest.mark.anyio
+async def test_a_generate_interrupted_while_it_waits_names_its_job(tmp_path: pathlib.Path) -> None:
+    """SIGINT while `generate` waits for the grid it created: running it again would create a
+    new one, so the run names the job and the `wait` command that goes on."""
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=9)
+    async with served(emulator) as (url, gate):
+        run = await interrupted(
+            url,
+            ["generate", "a kite", "--no-quadrants", "--out", str(tmp_path), *POLLING],
+            gate=gate,
+            trigger=lambda arrived, seen: "createbyprompt" in seen and arrived == "infobymodelid",
+            logs=tmp_path,
+        )
+        gate.drop()
+
+    [grid] = emulator.jobs
+    assert INTERRUPTED == run.status, run.stderr
+    assert run.stderr.endswith(
+        f"akool-async: job {grid} goes on at Akool; run `akool-async wait {grid} --out "
+        f"{tmp_path}` to go on\n"
+    ), run.stderr
+
+
+@pytest.mark.anyio
 async def test_an_interrupted_press_whose_answer_breaks_is_told_as_unknown(
     tmp_path: pathlib.Path,
 ) -> None:

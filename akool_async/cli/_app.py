@@ -231,14 +231,31 @@ async def _drive(
     )
     reporter.finish(summary)
     if runner.interrupted:
-        _tell_interrupted(reporter)
-        return EXIT_INTERRUPTED
+        return _interrupted(runner, reporter, journaled=manifest is not None)
     if aborted is not None:
         tell(_aborted_message(aborted, str(runner.session.base_url)))
         return EXIT_FAILED
     if list_files:
         await _list_files(runner, out)
     return summary.exit_status
+
+
+def _interrupted(
+    runner: BatchRunner, reporter: PlainReporter | JsonReporter | RichReporter, *, journaled: bool
+) -> int:
+    """Say the run was interrupted and, for a one-off generate (which, run again, would create
+    anew), each job that goes on at Akool with the command that waits for it."""
+    _tell_interrupted(reporter)
+    if journaled:
+        return EXIT_INTERRUPTED
+    out = runner.options.out
+    for record in runner.journal.tasks.values():
+        if record.job_id is not None and record.state is TaskState.CREATED:
+            tell(
+                f"job {record.job_id} goes on at Akool; run `{PROG} wait {record.job_id} "
+                f"--out {out}` to go on"
+            )
+    return EXIT_INTERRUPTED
 
 
 def _tell_interrupted(reporter: PlainReporter | JsonReporter | RichReporter) -> None:
