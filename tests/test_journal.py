@@ -363,6 +363,25 @@ async def test_unknown_and_note_keep_what_they_do_not_name(tmp_path: pathlib.Pat
 
 
 @pytest.mark.anyio
+async def test_a_job_end_that_tells_no_charge_erases_nothing(tmp_path: pathlib.Path) -> None:
+    """A create refused for good, a job that vanished, or one that ended without a charge
+    (``cost`` None) keeps the credits earlier creates of the task were charged."""
+    async with await open_journal(tmp_path) as journal:
+        await journal.sync([grid("fox", 1)])
+        await journal.intent("fox")
+        await journal.created("fox", "job-1", 2.0)
+        vanished = await journal.failed("fox", "Akool knows no such job", None, None)
+        assert (TaskState.FAILED, 2.0) == (vanished.state, vanished.credits)
+        completed = await journal.completed("fox", INFO, None)
+        assert (TaskState.COMPLETED, 2.0) == (completed.state, completed.credits)
+        charged = await journal.failed("fox", "Akool says: failed", INFO, 4.0)
+        assert 4.0 == charged.credits
+
+    async with await open_journal(tmp_path) as journal:
+        assert 4.0 == journal.tasks["fox"].credits
+
+
+@pytest.mark.anyio
 async def test_updating_a_task_that_was_never_planned_raises(tmp_path: pathlib.Path) -> None:
     """A typo in a key is a KeyError, not a silent no-op."""
     async with await open_journal(tmp_path) as journal:

@@ -372,26 +372,34 @@ class Journal:
         return await self._update(key, state=TaskState.FAILED, error=error, retryable=1)
 
     async def completed(self, key: str, info: dict[str, Any], cost: float | None) -> TaskRecord:
-        """The job finished with a result; ``info`` is its final description (wire form)."""
+        """The job finished with a result; ``info`` is its final description (wire form).
+
+        ``cost`` is the task's charge so far; None leaves the recorded ``credits`` as they are.
+        """
         return await self._update(
             key,
             state=TaskState.COMPLETED,
             info=json.dumps(info, sort_keys=True),
-            credits=cost,
             error=None,
+            **_charged(cost),
         )
 
     async def failed(
         self, key: str, error: str, info: dict[str, Any] | None, cost: float | None
     ) -> TaskRecord:
-        """The job ended failed (Akool said so, or it vanished): final, not retried."""
+        """The job ended failed (Akool said so, or it vanished): final, not retried.
+
+        ``cost`` is the task's charge so far; None (a create refused, a job that vanished)
+        leaves the recorded ``credits`` as they are: what earlier creates of it were charged
+        is never erased.
+        """
         return await self._update(
             key,
             state=TaskState.FAILED,
             error=error,
             info=json.dumps(info, sort_keys=True) if info is not None else None,
-            credits=cost,
             retryable=0,
+            **_charged(cost),
         )
 
     async def note(self, key: str, error: str | None) -> TaskRecord:
@@ -629,6 +637,11 @@ class Journal:
             self._db.execute(
                 "DELETE FROM outputs WHERE task_key = ? AND name = ?", (task_key, name)
             )
+
+
+def _charged(cost: float | None) -> dict[str, Any]:
+    """The ``credits`` change a job's end makes: none when it tells no charge."""
+    return {} if cost is None else {"credits": cost}
 
 
 def _new_stem(
