@@ -22,16 +22,19 @@ import pytest
 
 from akool_async.cli._app import _summarise
 from akool_async.cli._batch import Tally
-from akool_async.cli._journal import TaskKind
+from akool_async.cli._journal import TaskKind, TaskRecord, TaskState
 from akool_async.cli._manifest import (
     MANIFEST_NAME,
+    ChargeStatus,
     ManifestFile,
     ManifestLine,
     OutputStatus,
+    charge_of,
     manifest_chunks,
 )
 from akool_async.testing import AkoolEmulator
 from test_cli_interrupt import ALL_BUTTONS, INTERRUPTED, interrupted
+from test_cli_interrupt import batch_args as interrupt_batch_args
 from test_cli_resume import (
     FAULTS,
     TIME_SCALE,
@@ -189,6 +192,72 @@ async def test_lost_answers_are_unknown_charges_and_the_rest_adds_up(
     )
 
 
+def _task(state: TaskState, cost: float | None, unreported: int, job_id: str | None) -> TaskRecord:
+    return TaskRecord(
+        key="k", kind=TaskKind.GRID, row=1, prompt="a row", scale="1:1", source_image=None,
+        parent_key=None, button=None, stem="0001-a-row", state=state, job_id=job_id, error=None,
+        credits=cost, creates_sent=unreported + 1, unreported=unreported, retryable=False,
+        in_plan=True, position=1,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("state", "cost", "unreported", "job_id", "expected"),
+    [
+        (TaskState.PENDING, None, 0, None, (0, ChargeStatus.NONE, 0)),
+        (TaskState.COMPLETED, 2.0, 0, "job", (2.0, ChargeStatus.REPORTED, 0)),
+        (TaskState.UNKNOWN, None, 1, None, (None, ChargeStatus.UNKNOWN, 1)),
+        (TaskState.ACCEPTED, None, 2, None, (None, ChargeStatus.UNKNOWN, 2)),
+        (TaskState.COMPLETED, 2.0, 1, "job", (2.0, ChargeStatus.PARTLY_UNKNOWN, 1)),
+        (TaskState.FAILED, 4.0, 2, "job", (4.0, ChargeStatus.PARTLY_UNKNOWN, 2)),
+        (TaskState.INTENT, None, 0, None, (None, ChargeStatus.UNKNOWN, 1)),
+        (TaskState.INTENT, 2.0, 1, None, (2.0, ChargeStatus.PARTLY_UNKNOWN, 2)),
+        (TaskState.COMPLETED, None, 0, "job", (None, ChargeStatus.UNKNOWN, 1)),
+        (TaskState.COMPLETED, None, 1, "job", (None, ChargeStatus.UNKNOWN, 2)),
+    ],
+)
+def test_a_task_s_charge_counts_every_create_whose_charge_was_never_reported(
+    state: TaskState,
+    cost: float | None,
+    unreported: int,
+    job_id: str | None,
+    expected: tuple[float | None, ChargeStatus, int],
+) -> None:
+    """Reported credits, and beside them the creates whose answers were lost, the one in
+    flight (an intent), and a job whose charge neither its create nor its end told."""
+    assert expected == charge_of(_task(state, cost, unreported, job_id))
+
+
+@pytest.mark.anyio
+async def test_the_summary_adds_up_every_run_of_the_batch_when_it_differs() -> None:
+    """The manifest's credits and unreported creates, over every line (rows no longer in the
+    file too), said on their own line when earlier runs spent something; not when this run's
+    figures are the batch's."""
+    lines = [
+        attrs.evolve(_line(1, OutputStatus.COMPLETED), credits=2.0),
+        attrs.evolve(_line(2, OutputStatus.COMPLETED), credits=2.0, unreported_creates=1),
+        attrs.evolve(_line(3, OutputStatus.UNKNOWN), credits=None, unreported_creates=1),
+        attrs.evolve(_line(4, OutputStatus.COMPLETED), credits=2.0, in_file=False),
+    ]
+    tally = Tally(credits=2.0, creates=1)
+    summary = await _summarise(tally, _each(lines), (), before=None, after=None, manifest=None)
+
+    assert (6.0, 2) == (summary.batch_credits, summary.batch_unknown_charges)
+    assert (
+        "Over every run of this batch: credits 6 + 2 create(s) whose charge Akool never "
+        "reported (the manifest's credits column)."
+    ) == summary.lines()[2]
+    assert (6.0, 2) == (
+        summary.as_json()["batch_credits"],
+        summary.as_json()["batch_unknown_charges"],
+    )
+    same = await _summarise(
+        Tally(credits=6.0, unknown_charges=2), _each(lines), (), before=None, after=None,
+        manifest=None,
+    )  # fmt: skip
+    assert not any(line.startswith("Over every run") for line in same.lines())
+
+
 # -- the pieces behind them -----------------------------------------------------------------------
 
 
@@ -285,3 +354,84 @@ async def test_the_summary_says_when_the_balance_moved_by_another_amount() -> No
         "charge Akool never reported (balance 100 -> 86: it moved 14)."
     ) == summary.lines()[1]
     assert 2 == summary.as_json()["unknown_charges"]
+
+
+@pytest.mark.anyio
+async def test_a_resubmitted_create_keeps_the_unreported_charge_of_the_one_before(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Row 2's create reaches Akool as the run is killed (its answer lost), then is created
+    again with --resubmit-unknown: its line says the 2 credits reported and the one create
+    whose charge was never reported, and so does the summary, for every run of the batch."""
+    file = write_prompts(tmp_path / "prompts.txt", ["a tin roof", "a paper boat"])
+    out = tmp_path / "out"
+    args = interrupt_batch_args(file, out, "--concurrency", "1")
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=21)
+    async with served(emulator) as (url, gate):
+        killed = await interrupted(
+            url, args, gate=gate, trigger=nth("createbyprompt", 2), logs=tmp_path,
+            signum=signal.SIGKILL, mode="partial",
+        )  # fmt: skip
+        gate.drop()
+        assert -signal.SIGKILL == killed.status
+        run = await akool(url, [*args, "--resubmit-unknown", "2"], logs=tmp_path)
+
+    assert 0 == run.status, run.stdout + run.stderr
+    accounting = emulator.accounting()
+    assert [2, 2, 2] == list(accounting.credits_per_job.values())
+    [first, second] = accounting.creates["a paper boat"]
+    lines = manifest(out)
+    assert first not in {line["job_id"] for line in lines}
+    assert [(2.0, "reported", 0), (2.0, "partly_unknown", 1)] == [
+        (line["credits"], line["credits_status"], line["unreported_creates"]) for line in lines
+    ]
+    assert second == lines[1]["job_id"]
+    assert accounting.credits_charged == manifest_credits(lines) + 2 * sum(
+        line["unreported_creates"] for line in lines
+    )
+    assert (2, 0, 1, 2, 0, 1) == attrs.astuple(Money.of(run.stdout))
+    assert (
+        "Over every run of this batch: credits 4 + 1 create(s) whose charge Akool never "
+        "reported (the manifest's credits column)."
+    ) in run.stdout.splitlines()
+
+
+@pytest.mark.anyio
+async def test_a_resubmitted_job_that_vanishes_keeps_what_its_create_was_charged(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A create lost as the run is killed, created again (charged 2), whose job then vanishes
+    (Akool answers 1008 at its first poll): the row fails, and its line keeps the 2 credits
+    reported and the one create whose charge was never reported, as the emulator charged."""
+    file = write_prompts(tmp_path / "prompts.txt", ["a glass lighthouse"])
+    out = tmp_path / "out"
+    args = interrupt_batch_args(file, out)
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=22)
+    async with served(emulator) as (url, gate):
+        killed = await interrupted(
+            url, args, gate=gate, trigger=nth("createbyprompt", 1), logs=tmp_path,
+            signum=signal.SIGKILL, mode="partial",
+        )  # fmt: skip
+        gate.drop()
+        assert -signal.SIGKILL == killed.status
+        vanished: list[str] = []
+
+        def vanish() -> None:
+            job_id = list(emulator.jobs)[-1]
+            del emulator.jobs[job_id]
+            vanished.append(job_id)
+
+        gate.arm(nth("infobymodelid", 1), mode="kill", on_trip=vanish)
+        run = await akool(url, [*args, "--resubmit-unknown"], logs=tmp_path)
+
+    assert 1 == run.status, run.stdout + run.stderr
+    assert 4 == emulator.accounting().credits_charged
+    [line] = manifest(out)
+    assert (vanished[0], "failed", 2.0, "partly_unknown", 1) == (
+        line["job_id"],
+        line["status"],
+        line["credits"],
+        line["credits_status"],
+        line["unreported_creates"],
+    )
+    assert (2, 0, 1, 2, 0, 1) == attrs.astuple(Money.of(run.stdout))

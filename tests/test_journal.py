@@ -382,6 +382,101 @@ async def test_a_job_end_that_tells_no_charge_erases_nothing(tmp_path: pathlib.P
 
 
 @pytest.mark.anyio
+async def test_a_task_counts_its_creates_whose_charge_was_never_reported(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A lost answer (unknown, or an intent a run left) adds one to ``unreported``; creating the
+    task again, and its job's end, keep it and the credits; a press Akool shows never took
+    effect is taken back off."""
+    fox = grid("fox", 1)
+    press = upscale(fox, 1)
+    async with await open_journal(tmp_path) as journal:
+        await journal.sync([fox, press])
+        await journal.intent(fox.key)
+        lost = await journal.unknown(fox.key, "the connection dropped")
+        assert (None, 1) == (lost.credits, lost.unreported)
+        assert 1 == (await journal.resubmit(fox.key)).unreported
+        await journal.intent(fox.key)
+        created = await journal.created(fox.key, "job-2", 2.0)
+        assert (2.0, 1) == (created.credits, created.unreported)
+        vanished = await journal.failed(fox.key, "Akool knows no such job", None, None)
+        assert (TaskState.FAILED, 2.0, 1) == (vanished.state, vanished.credits, vanished.unreported)
+        await journal.intent(press.key)
+
+    async with await open_journal(tmp_path) as journal:
+        assert 0 == journal.tasks[press.key].unreported
+        await journal.sync([fox, press])
+        assert (TaskState.UNKNOWN, 1) == (
+            journal.tasks[press.key].state,
+            journal.tasks[press.key].unreported,
+        )
+        again = await journal.resubmit(press.key, uncharged=True)
+        assert (TaskState.PENDING, 0, 1) == (again.state, again.unreported, again.creates_sent)
+        assert 0 == (await journal.resubmit(press.key, uncharged=True)).unreported
+        assert 1 == journal.tasks[fox.key].unreported
+
+
+_SCHEMA_2_TASKS = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tasks (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, row INTEGER NOT NULL, prompt TEXT NOT NULL,
+    scale TEXT NOT NULL, source_image TEXT, parent_key TEXT REFERENCES tasks (key), button TEXT,
+    stem TEXT NOT NULL, state TEXT NOT NULL, job_id TEXT, error TEXT, info TEXT, credits REAL,
+    creates_sent INTEGER NOT NULL DEFAULT 0, retryable INTEGER NOT NULL DEFAULT 0,
+    in_plan INTEGER NOT NULL DEFAULT 1, position INTEGER NOT NULL, updated_at REAL NOT NULL
+);
+PRAGMA user_version = 2;
+"""
+
+
+@pytest.mark.anyio
+async def test_a_schema_2_journal_gets_its_unreported_creates(tmp_path: pathlib.Path) -> None:
+    """A journal of the version before: opening it adds ``unreported``, 1 for a task whose last
+    create's answer was lost (unknown, or accepted as lost after being sent), and the intent
+    it left is counted when recovered; the file is schema 3 from then on."""
+    path = tmp_path / JOURNAL_NAME
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(_SCHEMA_2_TASKS)
+        connection.execute("INSERT INTO meta VALUES ('endpoint', ?)", (ENDPOINT,))
+        rows = [  # key, state, credits, creates sent
+            ("lost", "unknown", None, 1),
+            ("again", "unknown", 2.0, 2),
+            ("closed", "accepted", None, 1),
+            ("never-sent", "accepted", None, 0),
+            ("done", "completed", 2.0, 1),
+            ("flying", "intent", None, 1),
+        ]
+        for position, (key, state, cost, sent) in enumerate(rows, start=1):
+            connection.execute(
+                "INSERT INTO tasks (key, kind, row, prompt, scale, stem, state, credits, "
+                "creates_sent, position, updated_at) VALUES (?, 'grid', ?, ?, '1:1', ?, ?, ?, ?, "
+                "?, 0)",
+                (key, position, f"prompt {key}", key, state, cost, sent, position),
+            )
+        connection.commit()
+    finally:
+        connection.close()
+
+    async with await open_journal(tmp_path) as journal:
+        expected = {"lost": 1, "again": 1, "closed": 1, "never-sent": 0, "done": 0, "flying": 0}
+        assert expected == {key: task.unreported for key, task in journal.tasks.items()}
+        await journal.sync([grid(key, number) for number, (key, *_) in enumerate(rows, 1)])
+        assert (TaskState.UNKNOWN, 1) == (
+            journal.tasks["flying"].state,
+            journal.tasks["flying"].unreported,
+        )
+        assert 2.0 == journal.tasks["again"].credits
+    connection = sqlite3.connect(path)
+    try:
+        assert (3,) == connection.execute("PRAGMA user_version").fetchone()
+    finally:
+        connection.close()
+    async with await open_journal(tmp_path) as journal:
+        assert 1 == journal.tasks["lost"].unreported
+
+
+@pytest.mark.anyio
 async def test_updating_a_task_that_was_never_planned_raises(tmp_path: pathlib.Path) -> None:
     """A typo in a key is a KeyError, not a silent no-op."""
     async with await open_journal(tmp_path) as journal:

@@ -393,7 +393,10 @@ async def _summarise(
     unknown: list[str] = []
     lost: list[str] = []
     accepted: list[str] = []
+    spent, untold = 0.0, 0  # over every run of the batch, the manifest's credits column
     async for line in lines:
+        spent += line.credits or 0
+        untold += line.unreported_creates
         if not line.in_file:
             continue
         outputs[line.status.value] += 1
@@ -426,6 +429,8 @@ async def _summarise(
         creates_sent=tally.creates,
         credits_used=tally.credits,
         unknown_charges=tally.unknown_charges,
+        batch_credits=spent,
+        batch_unknown_charges=untold,
         balance_before=before,
         balance_after=after,
         removed_rows=len(removed),

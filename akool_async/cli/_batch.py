@@ -467,7 +467,7 @@ class BatchRunner:
                     f"row {record.row}: {record.button} was never pressed on {parent.id} "
                     "(Akool still offers it); pressing it now"
                 )
-                return await self.journal.resubmit(record.key)
+                return await self.journal.resubmit(record.key, uncharged=True)
             if self.options.resubmits(record.row):
                 self.reporter.note(
                     f"row {record.row}: {record.button} cannot be pressed again on {parent.id}: "

@@ -58,9 +58,9 @@ __all__ = [
 ]
 
 JOURNAL_NAME: Final = ".akool-journal.sqlite3"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """2 added the ``accepted`` state (the tables are unchanged): a version that does not know it
-refuses the file instead of misreading it."""
+refuses the file instead of misreading it. 3 added ``tasks.unreported`` (`_migrate`)."""
 _LOST_ANSWER: Final = (
     "the run that sent this create ended before its answer was recorded: it may or may not "
     "have reached Akool"
@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     info         TEXT,
     credits      REAL,
     creates_sent INTEGER NOT NULL DEFAULT 0,
+    unreported   INTEGER NOT NULL DEFAULT 0,
     retryable    INTEGER NOT NULL DEFAULT 0,
     in_plan      INTEGER NOT NULL DEFAULT 1,
     position     INTEGER NOT NULL,
@@ -162,6 +163,11 @@ class TaskRecord:
     The job's final description is kept as the journal stores it, JSON text (``info_text``),
     and parsed on demand (`info`). The records the journal's methods return carry it; those of
     `Journal.tasks` do not (`Journal.info` reads it from the file).
+
+    ``credits`` is the sum of the ``deduction_credit`` Akool reported for the task's creates
+    (None when it reported none); ``unreported`` counts its creates whose answer was lost, each
+    charged (or not) an amount Akool never reported. A create that is provably uncharged (a
+    button Akool still offers) is taken back off it.
     """
 
     key: str
@@ -179,6 +185,7 @@ class TaskRecord:
     info_text: str | None = attrs.field(default=None, repr=False)
     credits: float | None
     creates_sent: int
+    unreported: int = 0
     retryable: bool
     in_plan: bool
     position: int
@@ -213,7 +220,7 @@ class SyncReport:
 
 _COLUMNS: Final = (
     "key, kind, row, prompt, scale, source_image, parent_key, button, stem, state, job_id, "
-    "error, info, credits, creates_sent, retryable, in_plan, position"
+    "error, info, credits, creates_sent, retryable, in_plan, position, unreported"
 )
 
 
@@ -222,7 +229,7 @@ _COLUMNS_NO_INFO: Final = _COLUMNS.replace("info, ", "")
 
 def _record(row: Sequence[Any]) -> TaskRecord:
     (key, kind, number, prompt, scale, source, parent, button, stem, state, job_id, error, info,
-     cost, sent, retryable, in_plan, position) = row  # fmt: skip
+     cost, sent, retryable, in_plan, position, unreported) = row  # fmt: skip
     return TaskRecord(
         key=key,
         kind=TaskKind(kind),
@@ -239,6 +246,7 @@ def _record(row: Sequence[Any]) -> TaskRecord:
         info_text=info,
         credits=cost,
         creates_sent=sent,
+        unreported=unreported,
         retryable=bool(retryable),
         in_plan=bool(in_plan),
         position=position,
@@ -317,13 +325,16 @@ class Journal:
         self._mirror(tasks, outputs)
         return report
 
-    async def resubmit(self, key: str) -> TaskRecord:
+    async def resubmit(self, key: str, *, uncharged: bool = False) -> TaskRecord:
         """Make an unknown (or retryable failed) task pending again, so it is created anew.
 
-        Its ``credits`` stay: what an earlier create of it was charged was spent all the same.
+        Its ``credits`` and ``unreported`` stay: what an earlier create of it was charged was
+        spent all the same, told or not. With ``uncharged``, its unknown create is known to
+        have had no effect (a button Akool still offers): no longer counted as unreported.
         """
         return await self._update(
             key,
+            unreported_by=-1 if uncharged else 0,
             state=TaskState.PENDING,
             job_id=None,
             info=None,
@@ -351,8 +362,11 @@ class Journal:
         )
 
     async def unknown(self, key: str, error: str) -> TaskRecord:
-        """The create may or may not have reached Akool: never re-send it on its own."""
-        return await self._update(key, state=TaskState.UNKNOWN, error=error)
+        """The create may or may not have reached Akool: never re-send it on its own.
+
+        Its charge, if any, is one Akool never reported: counted in ``unreported``.
+        """
+        return await self._update(key, unreported_by=1, state=TaskState.UNKNOWN, error=error)
 
     async def withdrawn(self, key: str) -> TaskRecord:
         """The create whose intent was recorded was stopped before it was sent: pending again.
@@ -483,9 +497,9 @@ class Journal:
         # never abandoned, so a cancelled caller still leaves a committed (or untouched) file.
         return await anyio.to_thread.run_sync(function, limiter=self._limiter)
 
-    async def _update(self, key: str, **changes: Any) -> TaskRecord:
+    async def _update(self, key: str, *, unreported_by: int = 0, **changes: Any) -> TaskRecord:
         self._known(key)
-        return self._keep(await self._run(partial(self._set, key, changes)))
+        return self._keep(await self._run(partial(self._set, key, changes, unreported_by)))
 
     def _keep(self, record: TaskRecord) -> TaskRecord:
         """Mirror ``record`` without its job info; return it whole."""
@@ -523,15 +537,16 @@ class Journal:
             raise KeyError(key)
         return _record(row)
 
-    def _set(self, key: str, changes: dict[str, Any]) -> TaskRecord:
+    def _set(self, key: str, changes: dict[str, Any], unreported_by: int = 0) -> TaskRecord:
         for name, value in changes.items():
             if isinstance(value, TaskState):
                 changes[name] = value.value
         assignments = ", ".join(f"{name} = ?" for name in changes)
         with self._db:
             self._db.execute(
-                f"UPDATE tasks SET {assignments}, updated_at = ? WHERE key = ?",  # noqa: S608 - column names are ours
-                (*changes.values(), time.time(), key),
+                f"UPDATE tasks SET {assignments}, updated_at = ?, "  # noqa: S608 - column names are ours
+                "unreported = MAX(unreported + ?, 0) WHERE key = ?",
+                (*changes.values(), time.time(), unreported_by, key),
             )
         return self._reload(key)
 
@@ -598,7 +613,7 @@ class Journal:
             )
         ]
         self._db.execute(
-            "UPDATE tasks SET state = ?, error = ? WHERE state = ?",
+            "UPDATE tasks SET state = ?, error = ?, unreported = unreported + 1 WHERE state = ?",
             (TaskState.UNKNOWN.value, _LOST_ANSWER, TaskState.INTENT.value),
         )
         return recovered
@@ -708,6 +723,7 @@ def _prepare(connection: sqlite3.Connection, path: pathlib.Path, endpoint: str) 
                 "upgrade akool-async to resume it"
             )
         connection.executescript(_SCHEMA)
+        _migrate(connection)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         row = connection.execute("SELECT value FROM meta WHERE key = 'endpoint'").fetchone()
     except sqlite3.DatabaseError as error:
@@ -728,6 +744,24 @@ def _prepare(connection: sqlite3.Connection, path: pathlib.Path, endpoint: str) 
         raise JournalError(
             f"the journal {where!r} holds jobs of {_bare(row[0])}, not of {endpoint}: their ids "
             "mean nothing there. Run against the same endpoint, or choose another output folder"
+        )
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a file of schema 1 or 2 to 3: add ``tasks.unreported``, in one transaction.
+
+    A task whose last create's answer was lost (unknown, or accepted as lost) gets 1; what
+    earlier creates of a task created again were charged was not recorded by those versions.
+    """
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(tasks)")}
+    if "unreported" in columns:
+        return
+    with connection:  # commits, or rolls back what an error interrupted
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ALTER TABLE tasks ADD COLUMN unreported INTEGER NOT NULL DEFAULT 0")
+        connection.execute(
+            "UPDATE tasks SET unreported = 1 WHERE creates_sent > 0 AND state IN (?, ?)",
+            (TaskState.UNKNOWN.value, TaskState.ACCEPTED.value),
         )
 
 

@@ -60,11 +60,15 @@ class ChargeStatus(enum.StrEnum):
     of a task. ``none``: nothing charged on this line (0): a task's other outputs, or a task
     never created. ``unknown``: a create or press that may have reached Akool and been charged,
     by an amount Akool never reported (its answer was lost): ``credits`` is null.
+    ``partly_unknown``: ``credits`` is what Akool reported for some of the task's creates (one
+    created again with ``--resubmit-unknown``); others were charged an amount it never
+    reported. A line's ``unreported_creates`` says how many, in both unknown cases.
     """
 
     REPORTED = "reported"
     NONE = "none"
     UNKNOWN = "unknown"
+    PARTLY_UNKNOWN = "partly_unknown"
 
 
 ENDED_STATUS: Final[Mapping[TaskState, OutputStatus]] = {
@@ -96,6 +100,8 @@ class ManifestLine:
             first output only (0 on the others, and on a task never created); null when a
             create may have been charged an amount Akool never reported.
         credits_status: What ``credits`` says (`ChargeStatus`).
+        unreported_creates: How many of the task's creates may have been charged an amount
+            Akool never reported (their answers were lost), on its first output only.
         output: Which output: ``grid``, ``q1``..``q4``, or an upscale's ``image``.
         kind: Grid, upscale or variation.
         scale: The row's aspect ratio.
@@ -116,6 +122,7 @@ class ManifestLine:
     error: str | None
     credits: float | None
     credits_status: ChargeStatus = ChargeStatus.NONE
+    unreported_creates: int = 0
     output: str
     kind: TaskKind
     scale: str
@@ -136,6 +143,7 @@ class ManifestLine:
             "error": self.error,
             "credits": self.credits,
             "credits_status": self.credits_status.value,
+            "unreported_creates": self.unreported_creates,
             "output": self.output,
             "kind": self.kind.value,
             "scale": self.scale,
@@ -224,7 +232,7 @@ def _lines_of(
     if record.state is TaskState.COMPLETED:
         return _completed_lines(record, outputs, failures, primary, line)
     status, error, waiting_on_grid = _standing(record, parent)
-    cost, charge = charge_of(record)
+    cost, charge, unreported = charge_of(record)
     return [
         line(
             output=primary,
@@ -232,24 +240,29 @@ def _lines_of(
             error=error,
             credits=cost,
             credits_status=charge,
+            unreported_creates=unreported,
             waiting_on_grid=waiting_on_grid,
         )
     ]
 
 
-def charge_of(record: TaskRecord) -> tuple[float | None, ChargeStatus]:
-    """What a task was charged, as its first manifest line says it: credits and their status."""
-    if record.credits is not None:
-        return record.credits, ChargeStatus.REPORTED
-    sent = record.creates_sent > 0 and record.state in _MAY_BE_CHARGED
-    if record.job_id is not None or sent:
-        return None, ChargeStatus.UNKNOWN
-    return 0, ChargeStatus.NONE
+def charge_of(record: TaskRecord) -> tuple[float | None, ChargeStatus, int]:
+    """What a task was charged, as its first manifest line says it: the credits Akool
+    reported, their status, and how many creates were charged an amount it never reported.
 
-
-# A task whose create was sent and may have reached Akool, with no charge reported: one whose
-# answer was lost (unknown, or accepted as lost), or a run's last words about it (intent).
-_MAY_BE_CHARGED: Final = frozenset({TaskState.UNKNOWN, TaskState.ACCEPTED, TaskState.INTENT})
+    Those are the creates whose answer was lost (the journal's ``unreported``), one in flight
+    (an intent: a run's last words about it), and a job whose create's answer and end both
+    left its charge untold.
+    """
+    cost = record.credits
+    unreported = record.unreported + (record.state is TaskState.INTENT)
+    if cost is None and record.job_id is not None:
+        unreported += 1
+    if not unreported:
+        return (0, ChargeStatus.NONE, 0) if cost is None else (cost, ChargeStatus.REPORTED, 0)
+    if cost is None:
+        return None, ChargeStatus.UNKNOWN, unreported
+    return cost, ChargeStatus.PARTLY_UNKNOWN, unreported
 
 
 def _completed_lines(
@@ -262,9 +275,9 @@ def _completed_lines(
     """A completed task's lines: one per output, downloaded, failed or not yet downloaded."""
     names = sorted({*outputs, *failures, primary}, key=_output_order)
     lines: list[ManifestLine] = []
-    first_credits, first_charge = charge_of(record)
+    first = charge_of(record)
     for index, name in enumerate(names):
-        cost, charge = (first_credits, first_charge) if index == 0 else (0, ChargeStatus.NONE)
+        cost, charge, unreported = first if index == 0 else (0, ChargeStatus.NONE, 0)
         output = outputs.get(name)
         failure = failures.get(name)
         if output is not None:
@@ -282,6 +295,7 @@ def _completed_lines(
                 error=error,
                 credits=cost,
                 credits_status=charge,
+                unreported_creates=unreported,
             )
         )
     return lines

@@ -43,7 +43,12 @@ _SCREENFUL: Final = 20  # items of a list shown in the summary
 
 @attrs.frozen(kw_only=True)
 class Summary:
-    """How a batch ended."""
+    """How a batch ended.
+
+    ``credits_used`` and ``unknown_charges`` are this run's (`Tally`); ``batch_credits`` and
+    ``batch_unknown_charges`` those of every run of the batch, as the manifest sums them: the
+    creates of a run killed before its summary are counted there.
+    """
 
     rows: int
     completed_rows: int
@@ -65,6 +70,8 @@ class Summary:
     accepted: tuple[str, ...] = ()
     interrupted: bool = False
     unknown_charges: int = 0
+    batch_credits: float = 0.0
+    batch_unknown_charges: int = 0
 
     @property
     def exit_status(self) -> int:
@@ -96,6 +103,12 @@ class Summary:
             + self._balance_text()
             + ".",
         ]
+        earlier = abs(self.batch_credits - self.credits_used) > 1e-9  # noqa: PLR2004 - float sums
+        if earlier or self.batch_unknown_charges != self.unknown_charges:
+            total = credits_text(self.batch_credits, self.batch_unknown_charges)
+            lines.append(
+                f"Over every run of this batch: credits {total} (the manifest's credits column)."
+            )
         if self.manifest:
             lines.append(f"Manifest: {self.manifest}")
         if self.removed_rows:
