@@ -132,6 +132,8 @@ async def _run_batch(
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         stem = f"{slug(rows[0].prompt)}-{stamp}"
     planned = plan_tasks(rows, upscale=upscale, vary=vary, stem=stem)
+    row_count = len(rows)
+    del rows  # the plan holds what the rows said; a long batch need not hold them too
     async with contextlib.AsyncExitStack() as stack:
         # Credentials are checked before the folder, its lock or its journal are made.
         session, endpoint = await build_session(
@@ -171,7 +173,7 @@ async def _run_batch(
             runner,
             reporter,
             report,
-            rows,
+            row_count,
             manifest=out / MANIFEST_NAME if journal_path is not None else None,
             list_files=journal_path is None and not options.json,
             interruption=interruption,
@@ -182,7 +184,7 @@ async def _drive(
     runner: BatchRunner,
     reporter: PlainReporter | JsonReporter | RichReporter,
     report: SyncReport,
-    rows: list[Row],
+    row_count: int,
     *,
     manifest: pathlib.Path | None,
     list_files: bool,
@@ -191,7 +193,7 @@ async def _drive(
     """Run a prepared batch with its display: notes, balance, the run, the summary."""
     out = runner.options.out
     rows_to_run = await runner.prepare()
-    notes = _start_notes(report, runner.journal, rows, out, journaled=manifest is not None)
+notes = _start_notes(report, runner.journal, row_count, out, journaled=manifest is not None)
     notes += _unmatched_rows(runner)
     before = after = None
     aborted: BatchAborted | None = None
@@ -333,13 +335,13 @@ async def _balance(session: AkoolSession, *, first: bool = False) -> float | Non
 
 
 def _start_notes(
-    report: SyncReport, journal: Journal, rows: list[Row], out: pathlib.Path, *, journaled: bool
+    report: SyncReport, journal: Journal, row_count: int, out: pathlib.Path, *, journaled: bool
 ) -> list[str]:
     notes: list[str] = []
     if journaled:
         kept_rows = {journal.tasks[key].row for key in report.kept}
         notes.append(
-            f"{len(rows)} row(s) in the file: {len(rows) - len(kept_rows)} new, "
+            f"{row_count} row(s) in the file: {row_count - len(kept_rows)} new, "
             f"{len(kept_rows)} known from earlier runs; results in {out}/"
         )
     removed_rows = {journal.tasks[key].row for key in report.removed}
@@ -462,12 +464,12 @@ _WORST: Final = {
 
 async def cmd_batch(options: argparse.Namespace, interruption: Interruption) -> int:
     """``akool-async batch FILE --out DIR``."""
-    rows = await anyio.to_thread.run_sync(
-        lambda: read_rows(options.file, default_scale=options.scale)
-    )
+    # Read in the call, not kept here: `_run_batch` lets the rows go once they are planned.
     return await _run_batch(
         options,
-        rows,
+        await anyio.to_thread.run_sync(
+            lambda: read_rows(options.file, default_scale=options.scale)
+        ),
         out=options.out,
         journal_path=str(options.out / JOURNAL_NAME),
         title=f"batch {options.file.name}",
