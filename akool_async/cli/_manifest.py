@@ -13,7 +13,7 @@ import enum
 import json
 import os
 import pathlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
@@ -180,32 +180,31 @@ async def manifest_lines(
     failures: dict[str, dict[str, str]] = {}
     for (task_key, name), error in (download_errors or {}).items():
         failures.setdefault(task_key, {})[name] = error
-    in_plan = set(planned)
-    order = {key: index for index, key in enumerate(planned)}
-    records = sorted(
-        journal.tasks.values(),
-        key=lambda record: (
-            record.key not in in_plan,
-            order.get(record.key, 0),
-            record.row,
-            record.position,
-        ),
-    )
-    for start in range(0, len(records), _CHUNK_TASKS):
-        chunk = records[start : start + _CHUNK_TASKS]
+    for chunk in _ordered_chunks(journal, planned):
         outputs = await journal.outputs_for(
             [record.key for record in chunk if record.state is TaskState.COMPLETED]
         )
         for record in chunk:
             recorded = {output.name: output for output in outputs.get(record.key, ())}
             for line in _lines_of(
-                journal,
-                record,
-                recorded,
-                failures.get(record.key, {}),
-                in_plan=record.key in in_plan,
+                journal, record, recorded, failures.get(record.key, {}), in_plan=record.in_plan
             ):
                 yield line
+
+
+def _ordered_chunks(journal: Journal, planned: Sequence[str]) -> Iterator[list[TaskRecord]]:
+    """The journal's tasks in manifest order, ``_CHUNK_TASKS`` at a time: the plan's in plan
+    order, then those no longer in it by row. Made a chunk at a time, with nothing held per
+    task of the plan (a manifest is made every few seconds, at a long batch's peak memory)."""
+    for start in range(0, len(planned), _CHUNK_TASKS):
+        yield [journal.tasks[key] for key in planned[start : start + _CHUNK_TASKS]]
+    # The plan is what the journal was synced with: its tasks are the ones marked in it.
+    removed = sorted(
+        (record for record in journal.tasks.values() if not record.in_plan),
+        key=lambda record: (record.row, record.position),
+    )
+    for start in range(0, len(removed), _CHUNK_TASKS):
+        yield removed[start : start + _CHUNK_TASKS]
 
 
 def _lines_of(
