@@ -102,6 +102,7 @@ class DisplayState(enum.StrEnum):
 
 # How a task that ends in this run shows: as its ending, which has the same name.
 _SHOWN_ENDING: Final = {ending: DisplayState(ending.value) for ending in ENDED_STATUS.values()}
+_ENDINGS_SHOWN: Final = frozenset(_SHOWN_ENDING.values())
 # How a task an earlier run finished shows, when this run has nothing left to do for it.
 _SHOWN_ENDED: Final = {state: _SHOWN_ENDING[ending] for state, ending in ENDED_STATUS.items()}
 
@@ -232,6 +233,8 @@ class BatchRunner:
         # Why an output (task key, output name) could not be downloaded this run.
         self._download_errors: dict[tuple[str, str], str] = {}
         self._manifest_cost = 0.0
+        # Where the display shows each task in flight; a task that ended this run is let go
+        # (it ends once a run), so this holds the rows in flight, not every row of the batch.
         self._shown: dict[str, DisplayState] = {}
         self._stop = anyio.CancelScope()  # the rows: cancelled to stop them, even before they run
         self._aborted: AkoolError | None = None
@@ -667,7 +670,10 @@ class BatchRunner:
         previous = self._shown.get(record.key, DisplayState.QUEUED)
         if previous == state:
             return
-        self._shown[record.key] = state
+        if state in _ENDINGS_SHOWN:
+            self._shown.pop(record.key, None)
+        else:
+            self._shown[record.key] = state
         self.tally.states[previous] -= 1
         self.tally.states[state] += 1
         self.reporter.refresh()
