@@ -235,7 +235,7 @@ def _record(row: Sequence[Any]) -> TaskRecord:
         kind=TaskKind(kind),
         row=number,
         prompt=prompt,
-        scale=scale,
+        scale=sys.intern(scale),  # one of a few aspect ratios: one string each, not one a task
         source_image=source,
         parent_key=parent,
         button=button,
