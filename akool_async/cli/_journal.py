@@ -225,6 +225,9 @@ _COLUMNS: Final = (
 
 
 _COLUMNS_NO_INFO: Final = _COLUMNS.replace("info, ", "")
+_SHARED_TEXT: Final = ("key", "prompt", "source_image", "parent_key", "button", "stem", "job_id",
+                       "error")  # fmt: skip
+"""A record's text fields, which the mirror shares with the record it replaces when equal."""
 
 
 def _record(row: Sequence[Any]) -> TaskRecord:
@@ -427,7 +430,9 @@ class Journal:
         await self._run(partial(self._output, record))
         names = self._names.get(record.task_key, ())
         if record.name not in names:
-            self._name(record.task_key, (*names, record.name))
+            # Keyed by the mirror's own string for the key, not the caller's copy of it.
+            task = self.tasks.get(record.task_key)
+            self._name(task.key if task is not None else record.task_key, (*names, record.name))
 
     async def forget_output(self, task_key: str, name: str) -> None:
         """Forget a file that is missing or no longer matches its sha256."""
@@ -502,9 +507,21 @@ class Journal:
         return self._keep(await self._run(partial(self._set, key, changes, unreported_by)))
 
     def _keep(self, record: TaskRecord) -> TaskRecord:
-        """Mirror ``record`` without its job info; return it whole."""
-        kept = record if record.info_text is None else attrs.evolve(record, info_text=None)
-        self.tasks[record.key] = kept
+        """Mirror ``record`` without its job info; return it whole.
+
+        The mirrored record keeps the strings of the one it replaces where they are equal (the
+        key, prompt and stem never change after `sync`): a task's long-lived text is the copy
+        made when the mirror was loaded, not a new one each time its state changes, scattered
+        among a running batch's short-lived objects.
+        """
+        previous = self.tasks.get(record.key)
+        shared: dict[str, Any] = {"info_text": None}
+        if previous is not None:
+            for name in _SHARED_TEXT:
+                value = getattr(previous, name)
+                if value is not None and value == getattr(record, name):
+                    shared[name] = value
+        self.tasks[record.key] = attrs.evolve(record, **shared)
         return record
 
     def _load(self) -> tuple[dict[str, TaskRecord], dict[str, list[str]]]:
