@@ -282,7 +282,7 @@ async def test_the_manifest_is_written_a_chunk_at_a_time_and_renamed_into_place(
     the commit, and a discarded one leaves the manifest in place as it was and no part file."""
     lines = [_line(row, OutputStatus.COMPLETED) for row in range(1, 6)]
     chunks = [chunk async for chunk in manifest_chunks(_each(lines), size=2)]
-    assert [2, 2, 1] == [chunk.count("\n") for chunk in chunks]
+    assert [2, 2, 1] == [chunk.count(b"\n") for chunk in chunks]
     assert "completed" == json.loads(chunks[2])["status"]
     assert "reported" != json.loads(chunks[2])["credits_status"]
 
@@ -291,12 +291,12 @@ async def test_the_manifest_is_written_a_chunk_at_a_time_and_renamed_into_place(
         manifest.write(chunk)
     assert not (tmp_path / MANIFEST_NAME).exists()
     manifest.commit()
-    assert "".join(chunks) == (tmp_path / MANIFEST_NAME).read_text(encoding="utf-8")
+    assert b"".join(chunks) == (tmp_path / MANIFEST_NAME).read_bytes()
 
     dropped = ManifestFile(tmp_path)
-    dropped.write("half a line")
+    dropped.write(b"half a line")
     dropped.discard()
-    assert "".join(chunks) == (tmp_path / MANIFEST_NAME).read_text(encoding="utf-8")
+    assert b"".join(chunks) == (tmp_path / MANIFEST_NAME).read_bytes()
     assert [MANIFEST_NAME] == [path.name for path in tmp_path.iterdir()]
 
 
@@ -306,7 +306,7 @@ def test_a_manifest_that_cannot_be_renamed_into_place_leaves_no_part_file(
     """A folder where the manifest should go: the commit fails and removes its part file."""
     (tmp_path / MANIFEST_NAME).mkdir()
     manifest = ManifestFile(tmp_path)
-    manifest.write("{}\n")
+    manifest.write(b"{}\n")
     with pytest.raises(OSError, match=r"[Ii]s a directory"):
         manifest.commit()
     assert [MANIFEST_NAME] == [path.name for path in tmp_path.iterdir()]

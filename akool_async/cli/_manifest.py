@@ -323,16 +323,22 @@ def _output_order(name: str) -> tuple[int, str]:
 
 async def manifest_chunks(
     lines: AsyncIterable[ManifestLine], size: int = _CHUNK_LINES
-) -> AsyncIterator[str]:
-    """The manifest's text, ``size`` lines at a time."""
+) -> AsyncIterator[bytes]:
+    """The manifest's text, UTF-8 encoded, ``size`` lines at a time.
+
+    Encoded here, on the caller's thread, so that the worker thread that writes a chunk
+    (`ManifestFile.write`) allocates nothing for it: a chunk is large (about a megabyte) and
+    short-lived, and the C allocator keeps such blocks in a pool per thread, so a long batch
+    whose many worker threads each encoded chunks grew by a pool of them per thread.
+    """
     chunk: list[str] = []
     async for line in lines:
         chunk.append(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
         if len(chunk) >= size:
-            yield "".join(chunk)
+            yield "".join(chunk).encode("utf-8")
             chunk.clear()
     if chunk:
-        yield "".join(chunk)
+        yield "".join(chunk).encode("utf-8")
 
 
 class ManifestFile:
@@ -345,11 +351,11 @@ class ManifestFile:
     def __init__(self, out: pathlib.Path) -> None:
         self.target = out / MANIFEST_NAME
         self.temporary = part_file_for(self.target)
-        self._file = self.temporary.open("w", encoding="utf-8", newline="\n")
+        self._file = self.temporary.open("wb")
 
-    def write(self, text: str) -> None:
-        """Append ``text``."""
-        self._file.write(text)
+    def write(self, data: bytes) -> None:
+        """Append ``data``: UTF-8 text of whole lines (`manifest_chunks`)."""
+        self._file.write(data)
 
     def commit(self) -> None:
         """Flush and fsync the part file, and rename it into place."""
