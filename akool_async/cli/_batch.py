@@ -388,9 +388,9 @@ class BatchRunner:
         return manifest_lines(self.journal, self._planned, self._download_errors)
 
     async def write_manifest(self) -> None:
-        """Rewrite ``manifest.jsonl`` from the journal, atomically, a few thousand lines at a
-        time: the lines are made here, between the journal's changes, and written in a worker
-        thread."""
+        """Rewrite ``manifest.jsonl`` from the journal, atomically, a hundred lines at a time:
+        the lines are made and encoded here, between the journal's changes, and written in a
+        worker thread."""
         if not self.options.manifest:
             return
         started = time.monotonic()

@@ -2,7 +2,7 @@
 
 The manifest is what a batch hands its user: every output the current plan asks for, in row
 order, then those of tasks no longer asked for, each with its status, file and sha256. It is
-rewritten whole and atomically (a hidden part file, fsynced, renamed into place), a few thousand
+rewritten whole and atomically (a hidden part file, fsynced, renamed into place), a hundred
 lines at a time (`ManifestFile`, `manifest_chunks`): a batch of any length never holds its
 whole manifest in memory.
 """
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME: Final = "manifest.jsonl"
-_CHUNK_LINES: Final = 2000  # manifest lines serialised and written at a time
+_CHUNK_LINES: Final = 100  # manifest lines serialised and written at a time (about 40 KB)
 _CHUNK_TASKS: Final = 500  # tasks whose recorded files are read from the journal at a time
 
 
@@ -326,10 +326,11 @@ async def manifest_chunks(
 ) -> AsyncIterator[bytes]:
     """The manifest's text, UTF-8 encoded, ``size`` lines at a time.
 
-    Encoded here, on the caller's thread, so that the worker thread that writes a chunk
-    (`ManifestFile.write`) allocates nothing for it: a chunk is large (about a megabyte) and
-    short-lived, and the C allocator keeps such blocks in a pool per thread, so a long batch
-    whose many worker threads each encoded chunks grew by a pool of them per thread.
+    Small chunks, encoded here on the caller's thread: the worker thread that writes one
+    (`ManifestFile.write`) allocates nothing for it. A manifest is rewritten every few
+    seconds, and large short-lived blocks (chunks of a megabyte), made in whichever worker
+    thread wrote them, stayed with the C allocator's pool of each thread: a long batch's peak
+    RSS grew with its length.
     """
     chunk: list[str] = []
     async for line in lines:
