@@ -193,7 +193,7 @@ async def _drive(
     """Run a prepared batch with its display: notes, balance, the run, the summary."""
     out = runner.options.out
     rows_to_run = await runner.prepare()
-notes = _start_notes(report, runner.journal, row_count, out, journaled=manifest is not None)
+    notes = _start_notes(report, runner.journal, row_count, out, journaled=manifest is not None)
     notes += _unmatched_rows(runner)
     before = after = None
     aborted: BatchAborted | None = None
