@@ -10,6 +10,7 @@ in flight when the signal lands.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pathlib
@@ -112,7 +113,8 @@ async def interrupted(
 
         def send_signal() -> None:
             signalled.append(anyio.current_time())
-            process.send_signal(signum)
+            with contextlib.suppress(ProcessLookupError):  # a second one after it ended
+                process.send_signal(signum)
 
         gate.arm(trigger, mode=mode, on_trip=send_signal if mode == "kill" else None)
         try:
@@ -278,6 +280,34 @@ async def test_a_second_signal_stops_at_once_and_the_unanswered_press_is_kept(
     assert "U2 was never pressed" in stdout
     assert 1 == sum(emulator.button_presses.values())
     assert_all_complete(out, manifest(out))
+
+
+@pytest.mark.anyio
+async def test_a_second_signal_while_the_run_ends_leaves_exit_status_130(
+    tmp_path: pathlib.Path,
+) -> None:
+    """SIGTERM, then another a moment later, at several moments around the run's end: whether
+    it lands in the grace (a stop at once) or while the process shuts down (ignored), the
+    status is 130, never death by the signal (it was -15 for the one at 0.05 s)."""
+    file = write_prompts(tmp_path / "prompts.txt", ["a fox in a snowy forest"])
+    emulator = AkoolEmulator(time_scale=TIME_SCALE, seed=5)
+    statuses: list[int] = []
+    async with served(emulator) as (url, gate):
+        for number, delay in enumerate((0.05, 0.15, 0.25, 0.35, 0.5)):
+            out = tmp_path / f"out{number}"
+            run = await interrupted(
+                url,
+                batch_args(file, out, "--no-quadrants"),
+                gate=gate,
+                trigger=nth("infobymodelid", 1),
+                logs=tmp_path,
+                signum=signal.SIGTERM,
+                again_after=delay,
+            )
+            gate.drop()
+            statuses.append(run.status)
+
+    assert [INTERRUPTED] * 5 == statuses
 
 
 def test_the_grace_ends_with_a_stop_at_once(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import pathlib
+import signal
 import sys
 import time
 from collections import Counter
@@ -584,6 +585,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(*_explained(error))
     except KeyboardInterrupt:
         return _fail(_stopped_now(interruption), EXIT_INTERRUPTED)
+    finally:
+        if interruption.requested:
+            # Everything is recorded and said: a signal more while the interpreter shuts down
+            # must not turn exit status 130 into death by SIGINT.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
 
 
 def _explained(error: AkoolError | UsageError | httpx.HTTPError | OSError) -> tuple[str, int]:  # noqa: PLR0911 - one per kind
