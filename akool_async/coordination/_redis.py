@@ -345,6 +345,10 @@ class RedisCoordinator:
                         await client.publish(self._channel, _encode(key, job_id, status))
                 except (TimeoutError, OSError, coredis.exceptions.RedisError) as error:
                     self._failed(error)
+                except RuntimeError as error:
+                    if self._client is client:
+                        raise  # not a closed client: a bug, shown as one
+                    self._failed(error)  # its pool closed under the publish: Redis went away
                 else:
                     self.published += 1
 

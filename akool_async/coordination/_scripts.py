@@ -30,6 +30,8 @@ local answered = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local second = math.floor(now / 1000)
+-- When the budget was first used: no window has lasted longer than that.
+redis.call('HSETNX', state, 'started', now)
 
 local function num(field, default)
   local value = redis.call('HGET', state, field)
@@ -168,7 +170,8 @@ for _, seconds in ipairs(windows) do
   local threshold = math.max($cluster_min, expected + 3 * math.sqrt(expected) + 1)
   if r >= threshold then
     local accepted = math.max(0, a - r)
-    local spent = math.max(math.min(seconds, (now - since) / 1000), $window)
+    local begun = math.max(since, num('started', now))
+    local spent = math.max(math.min(seconds, (now - begun) / 1000), $window)
     redis.call('HSET', state, 'since', now, 'paused_until', now + pause, 'tat', now + pause)
     if accepted >= $meaningful then
       local again = num('limit', nil) ~= nil
