@@ -326,3 +326,26 @@ async def test_redis_killed_under_an_open_session_is_survived_and_rejoined(
     messages = [record.getMessage() for record in caplog.records]
     assert 2 == sum("cannot be reached" in message for message in messages)  # one each
     assert 2 == sum("can be reached again after" in message for message in messages)
+
+
+@pytest.mark.anyio
+async def test_a_budget_state_written_by_someone_else_repairs_itself(
+    redis_server: RedisServer,
+) -> None:
+    """Values in the shared state that are not finite numbers, or a queue or pause written
+    far into the future, cost no worker more than the longest wait (5 minutes), and a queue
+    that long is started afresh: the state cannot stall a session for hours."""
+    coordinator = RedisCoordinator(redis_server.url)
+    async with coordinator.running(account="poisoned", secret=None, deliver=lambda *_: False):
+        state = coordinator._state
+        far = str(10**15)
+        poison = ("limit", "nan", "since", "x", "tat", far)
+        assert b":3" == redis_server.command("HSET", state, *poison)
+        queued = await coordinator.take(told=5, answered=0)  # the told limit alone now
+        assert b":1" == redis_server.command("HSET", state, "paused_until", far)
+        paused = await coordinator.take(told=5, answered=0)
+
+    assert (0.0, False) == (queued.wait, queued.paused)
+    assert queued.rate == pytest.approx(5 * 0.97)
+    assert paused.paused
+    assert 299.0 < paused.wait <= 300.0

@@ -21,6 +21,9 @@ from typing import Final
 
 from akool_async._pace import TUNING
 
+_LONGEST_WAIT_MS: Final = 300_000
+"""The longest wait a script hands out, in ms: as long as the longest pause between probes."""
+
 __all__ = ["REFUSED", "TAKE"]
 
 _COMMON: Final = """
@@ -33,11 +36,19 @@ local second = math.floor(now / 1000)
 -- When the budget was first used: no window has lasted longer than that.
 redis.call('HSETNX', state, 'started', now)
 
+-- A field as a finite number; anything else (missing, or written by someone else) is the
+-- default: the state repairs itself instead of failing every call.
 local function num(field, default)
-  local value = redis.call('HGET', state, field)
-  if value then return tonumber(value) end
-  return default
+  local value = tonumber(redis.call('HGET', state, field))
+  if value == nil or value ~= value or value == math.huge or value == -math.huge then
+    return default
+  end
+  return value
 end
+
+-- No wait handed out is longer than this (ms), whatever the state says: a pause or a queue
+-- written far into the future (by a bug, or by someone with access to Redis) is cut to it.
+local longest = $longest_wait_ms
 
 local function count(field, amount)
   if amount > 0 then
@@ -99,7 +110,7 @@ TAKE: Final = Template(
 -- ARGV: told limit (0: none), answers this worker saw since its last call.
 -- Returns {wait in ms, 1 if that wait is a pause (ask again after it), rate in mHz (0: none)}.
 count('a', answered)
-local paused = num('paused_until', 0)
+local paused = math.min(num('paused_until', 0), now + longest)
 if now < paused then return {paused - now, 1, 0} end
 local started = num('probe_started', nil)
 if started ~= nil then
@@ -130,12 +141,13 @@ else
 end
 if rate == nil then return {0, 0, 0} end
 local tat = math.max(num('tat', now), now)
+if tat > now + longest then tat = now end  -- no queue is that long: start it afresh
 local wait = tat - now
 if wait > 0 then redis.call('HSET', state, 'saturated', 1) end
 redis.call('HSET', state, 'tat', tat + 1000 / rate)
 return {math.floor(wait), 0, math.floor(rate * 1000)}
 """
-).substitute(TUNING)
+).substitute(TUNING, longest_wait_ms=_LONGEST_WAIT_MS)
 
 REFUSED: Final = Template(
     _COMMON
@@ -146,7 +158,7 @@ REFUSED: Final = Template(
 local pause = tonumber(ARGV[3])
 count('a', answered)
 count('r', 1)
-local paused = num('paused_until', 0)
+local paused = math.min(num('paused_until', 0), now + longest)
 if now < paused then
   redis.call('HSET', state, 'paused_until', math.max(paused, now + pause))
   return 0
@@ -186,4 +198,4 @@ for _, seconds in ipairs(windows) do
 end
 return 0
 """
-).substitute(TUNING)
+).substitute(TUNING, longest_wait_ms=_LONGEST_WAIT_MS)
