@@ -130,8 +130,9 @@ class SharedBudget(Protocol):
         """Whether to ask the store now (False for a while after it failed)."""
         ...  # pragma: no cover - a protocol
 
-    async def take(self, *, told: float | None, answered: int) -> SharedTurn:
-        """Reserve one request's turn; ``answered`` answers came in since the last call."""
+    async def take(self, *, told: float | None, answered: int, longest: float) -> SharedTurn:
+        """Reserve one request's turn; ``answered`` answers came in since the last call. No
+        wait is longer than ``longest`` seconds, whatever the store holds."""
         ...  # pragma: no cover - a protocol
 
     async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
@@ -467,7 +468,9 @@ class Pace:
         while True:
             answered, self._unreported = self._unreported, 0
             try:
-                granted = await shared.take(told=self._told, answered=answered)
+                granted = await shared.take(
+                    told=self._told, answered=answered, longest=self._max_pause
+                )
             except CoordinationUnavailable:
                 # This process's own bucket takes over, at its own pace (not the shared one,
                 # which is every worker's together).
@@ -475,7 +478,7 @@ class Pace:
                 return False
             self._sharing, self._shared_rate = True, granted.rate
             if granted.wait > 0:
-                await anyio.sleep(granted.wait)
+                await anyio.sleep(min(granted.wait, self._max_pause))
             if not granted.paused:
                 return True
 

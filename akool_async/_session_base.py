@@ -236,10 +236,10 @@ class SessionBase:
         other workers go to the engine like this session's own."""
         assert self._coordinator is not None  # noqa: S101 - only called with one
         credentials = self._credentials
-        identity = credentials.client_id
-        if identity is None:  # hashed into Redis' key names, never stored as it is
-            key = credentials.api_key or credentials.token
-            identity = key.reveal() if key is not None else ""
+        # The account, hashed into Redis' key names (never stored as it is): Akool's api key is
+        # the client secret's value, so a worker with one and a worker with the other share.
+        key = credentials.api_key or credentials.client_secret or credentials.token
+        identity = key.reveal() if key is not None else ""
         secret = credentials.client_secret
         return self._coordinator.running(
             account=f"{self._base_url}\n{identity}",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -88,6 +90,9 @@ async def until(condition: Callable[[], bool], *, within: float) -> None:
         ({"url": "http://localhost:6379"}, "url must start with redis://"),
         ({"url": "redis://local host"}, "url must be a Redis URL"),
         ({"url": ""}, "url must be a Redis URL"),
+        ({"url": "redis://:pw@127.0.0.1:notaport/0"}, "url's port must be a number from 1"),
+        ({"url": "redis://host/zero"}, r"url's database must be a number, as in /0"),
+        ({"url": "redis://host/0?db=zero"}, "url's db must be a number"),
         ({"prefix": ""}, "prefix must be 1 to 100 printable characters"),
         ({"prefix": "a\nb"}, "prefix must be 1 to 100 printable characters"),
         ({"prefix": "x" * 101}, "prefix must be 1 to 100 printable characters"),
@@ -104,13 +109,22 @@ def test_bad_arguments_are_refused_before_anything_connects(
         RedisCoordinator(**kwargs)
 
 
-def test_the_repr_shows_where_redis_is_without_the_password() -> None:
-    coordinator = RedisCoordinator("redis://user:hunter2-secret@redis.internal:6380/2")
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:hunter2-secret@redis.internal:6380/2", "redis://redis.internal:6380/2"),
+        ("redis://redis.internal/0?password=hunter2-secret", "redis://redis.internal/0"),
+        ("unix://:hunter2-secret@/run/redis.sock", "unix:///run/redis.sock"),
+        ("rediss://redis.internal", "rediss://redis.internal"),
+    ],
+)
+def test_the_repr_shows_where_redis_is_without_the_password(url: str, shown: str) -> None:
+    """No user info and no query (coredis takes a password from either) in the repr, nor in
+    the warnings, which name Redis the same way."""
+    coordinator = RedisCoordinator(url)
 
     assert "hunter2" not in repr(coordinator)
-    assert repr(coordinator) == (
-        "<RedisCoordinator 'redis://redis.internal:6380/2' prefix='akool-async' not connected>"
-    )
+    assert repr(coordinator) == f"<RedisCoordinator {shown!r} prefix='akool-async' not connected>"
 
 
 def test_the_session_refuses_what_is_not_a_coordinator() -> None:
@@ -269,15 +283,15 @@ async def test_a_cluster_of_429s_seen_anywhere_paces_every_worker(
                 worker.running(account="test account", secret=None, deliver=lambda *_: False)
             )
         first, second = workers
-        free = await first.take(told=None, answered=0)
+        free = await first.take(told=None, answered=0, longest=60.0)
         assert (0.0, False, None) == (free.wait, free.paused, free.rate)
         clustered = [
             await worker.refused(told=None, answered=2, pause=0.5)
             for worker in (first, second, first)
         ]
-        paused = await second.take(told=None, answered=0)
+        paused = await second.take(told=None, answered=0, longest=60.0)
         await anyio.sleep(paused.wait)
-        paced = await first.take(told=None, answered=0)
+        paced = await first.take(told=None, answered=0, longest=60.0)
 
     # 6 answered, 3 of them refused (a cluster: at least 3, more than a sporadic 5 % gives)
     # since the budget was first used, well under a second ago: 3 accepted in (at least) 1 s,
@@ -306,11 +320,11 @@ async def test_redis_killed_under_an_open_session_is_survived_and_rejoined(
     ):
         redis_server.kill()
         with pytest.raises(CoordinationUnavailable, match="Redis did not answer"):
-            await mine.take(told=None, answered=0)
+            await mine.take(told=None, answered=0, longest=60.0)
         gone = (mine.available(), mine.outages)
         gone_again = r"Redis did not answer|not connected to Redis|connection to Redis was lost"
         with pytest.raises(CoordinationUnavailable, match=gone_again):
-            await theirs.take(told=None, answered=0)
+            await theirs.take(told=None, answered=0, longest=60.0)
         await until(lambda: theirs.outages == 1, within=10)
         job = await a.generate("a fox while Redis is away")
         redis_server.start()
@@ -332,20 +346,55 @@ async def test_redis_killed_under_an_open_session_is_survived_and_rejoined(
 async def test_a_budget_state_written_by_someone_else_repairs_itself(
     redis_server: RedisServer,
 ) -> None:
-    """Values in the shared state that are not finite numbers, or a queue or pause written
-    far into the future, cost no worker more than the longest wait (5 minutes), and a queue
-    that long is started afresh: the state cannot stall a session for hours."""
+    """Values in the shared state that are not finite numbers are their defaults, and a queue
+    or a pause written further ahead than the worker's longest pause is dropped: the state
+    cannot hold a session for longer than its own `max_retry_after`."""
     coordinator = RedisCoordinator(redis_server.url)
     async with coordinator.running(account="poisoned", secret=None, deliver=lambda *_: False):
         state = coordinator._state
-        far = str(10**15)
-        poison = ("limit", "nan", "since", "x", "tat", far)
+        soon = str(round(time.time() * 1000) + 290_000)  # Redis' clock is this machine's
+        poison = ("limit", "nan", "since", "x", "tat", soon)
         assert b":3" == redis_server.command("HSET", state, *poison)
-        queued = await coordinator.take(told=5, answered=0)  # the told limit alone now
-        assert b":1" == redis_server.command("HSET", state, "paused_until", far)
-        paused = await coordinator.take(told=5, answered=0)
+        queued = await coordinator.take(told=5, answered=0, longest=60.0)
+        assert b":1" == redis_server.command("HSET", state, "paused_until", soon)
+        unpaused = await coordinator.take(told=5, answered=0, longest=60.0)
+        kept = redis_server.command("HEXISTS", state, "paused_until")
+        assert b":1" == redis_server.command("HSET", state, "paused_until", soon)
+        long_paused = await coordinator.take(told=5, answered=0, longest=600.0)
 
     assert (0.0, False) == (queued.wait, queued.paused)
     assert queued.rate == pytest.approx(5 * 0.97)
-    assert paused.paused
-    assert 299.0 < paused.wait <= 300.0
+    assert not unpaused.paused
+    assert unpaused.wait < 1.0  # the next turn of the told pace, not 290 s
+    assert b":0" == kept  # the pause beyond 60 s was dropped from the state
+    assert long_paused.paused  # a worker that honours 10 minutes honours it
+    assert 280.0 < long_paused.wait <= 290.0
+
+
+@pytest.mark.anyio
+async def test_a_redis_that_hangs_then_answers_is_said_to_be_back(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stops answering (SIGSTOP) without dropping the connection: a call gives up after
+    the coordinator's timeout, with one warning; once it answers again, the next call that
+    goes through says so (the connection was never lost, so no reconnect would)."""
+    caplog.set_level(logging.WARNING, logger="akool_async.coordination")
+    assert redis_server.process is not None
+    coordinator = RedisCoordinator(redis_server.url, timeout=0.5)
+    async with coordinator.running(account="hang", secret=None, deliver=lambda *_: False):
+        redis_server.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            with pytest.raises(CoordinationUnavailable, match="Redis did not answer"):
+                await coordinator.take(told=None, answered=0, longest=60.0)
+            gave_up = time.monotonic() - started
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await until(coordinator.available, within=5)
+        back = await coordinator.take(told=None, answered=0, longest=60.0)
+
+    assert gave_up < 1.5
+    assert (0.0, 1) == (back.wait, coordinator.outages)
+    messages = [record.getMessage() for record in caplog.records]
+    assert 1 == sum("cannot be reached (" in message for message in messages)  # a timeout
+    assert 1 == sum("can be reached again after" in message for message in messages)

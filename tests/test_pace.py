@@ -312,15 +312,17 @@ class FakeShared:
         self.grants = grants
         self.up = True
         self.taken: list[tuple[float | None, int]] = []
+        self.longest: list[float] = []
         self.refusals: list[tuple[float | None, int, float]] = []
 
     def available(self) -> bool:
         return True
 
-    async def take(self, *, told: float | None, answered: int) -> SharedTurn:
+    async def take(self, *, told: float | None, answered: int, longest: float) -> SharedTurn:
         if not self.up:
             raise CoordinationUnavailable("Redis did not answer")
         self.taken.append((told, answered))
+        self.longest.append(longest)
         return self.grants.pop(0) if self.grants else SharedTurn(wait=0.0, paused=False, rate=None)
 
     async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
@@ -348,7 +350,19 @@ async def test_turns_come_from_the_shared_budget_pauses_included() -> None:
 
     assert waited == pytest.approx(2.5)
     assert [(5.0, 0), (5.0, 0), (5.0, 1)] == shared.taken
+    assert [60.0] * 3 == shared.longest  # the pace's max_pause: no wait is longer
     assert pace.rate is None  # the third grant: no limit
+
+
+async def test_a_wait_the_store_asks_is_never_longer_than_the_pace_honours() -> None:
+    """A store that asks for an hour (a bug, or someone with write access to Redis) gets the
+    pace's longest pause, once: the turn then goes."""
+    shared = FakeShared([SharedTurn(wait=3600.0, paused=False, rate=1.0)])
+    pace = Pace(max_concurrent=4, rate=None, max_pause=30.0, shared=shared)
+    started = anyio.current_time()
+    pace.release(await pace.acquire())
+
+    assert anyio.current_time() - started == pytest.approx(30.0)
 
 
 async def test_a_429_is_told_to_the_shared_budget_and_not_judged_here() -> None:

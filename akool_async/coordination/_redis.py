@@ -7,11 +7,11 @@ import hashlib
 import hmac
 import logging
 import math
+import urllib.parse
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
-import httpx
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -37,6 +37,7 @@ _OUTBOX: Final = 4096
 _PREFIX_LONGEST: Final = 100
 _TIMEOUT_LONGEST: Final = 60.0
 _MESSAGE_PARTS: Final = 3
+_AUTHENTICATION_HINT: Final = ": check the user name and password the URL gives"
 _RECONNECT_FIRST: Final = 0.5
 _RECONNECT_LONGEST: Final = 30.0
 
@@ -56,8 +57,8 @@ class RedisCoordinator:
     session = AkoolSession(coordinator=RedisCoordinator("redis://localhost:6379/0"))
     ```
 
-    Built on `coredis <https://coredis.readthedocs.io>`_ (``pip install 'akool-async[redis]'``),
-    which runs on asyncio and trio alike. When Redis cannot be reached, or restarts, each
+    Built on `coredis <https://coredis.readthedocs.io>`_ (the ``redis`` extra), which runs on
+    asyncio and trio alike. When Redis cannot be reached, or restarts, each
     session goes on alone (its own budget; polling as the safety net for callbacks that reach
     another worker), logs it once, and comes back to the shared way by itself: Redis holds no
     job, so nothing is lost or created twice because of it.
@@ -96,7 +97,7 @@ class RedisCoordinator:
         timeout: float = 1.0,
         client_factory: Callable[[str, float], coredis.Redis[str]] | None = None,
     ) -> None:
-        self._url = _check_url(url)
+        self._url, self._shown = _check_url(url)
         self._prefix = _check_prefix(prefix)
         self._timeout = _check_timeout(timeout)
         self._factory = client_factory if client_factory is not None else _default_client
@@ -117,10 +118,8 @@ class RedisCoordinator:
         self.outages = 0
 
     def __repr__(self) -> str:
-        shown = httpx.URL(self._url) if not self._url.startswith("unix:") else None
-        where = self._url if shown is None else str(shown.copy_with(username=None, password=None))
         state = "connected" if self._client is not None else "not connected"
-        return f"<RedisCoordinator {where!r} prefix={self._prefix!r} {state}>"
+        return f"<RedisCoordinator {self._shown!r} prefix={self._prefix!r} {state}>"
 
     # -- what the session uses ---------------------------------------------------------------
 
@@ -133,9 +132,11 @@ class RedisCoordinator:
         """Whether Redis is connected and was not just found failing."""
         return self._client is not None and anyio.current_time() >= self._retry_at
 
-    async def take(self, *, told: float | None, answered: int) -> SharedTurn:
-        """Reserve one request's turn in the shared bucket."""
-        wait_ms, paused, rate_mhz = await self._call(self._take, [told or 0, answered])
+    async def take(self, *, told: float | None, answered: int, longest: float) -> SharedTurn:
+        """Reserve one request's turn in the shared bucket (no wait longer than ``longest``)."""
+        wait_ms, paused, rate_mhz = await self._call(
+            self._take, [told or 0, answered, round(longest * 1000)]
+        )
         return SharedTurn(
             wait=max(0.0, float(wait_ms)) / 1000,
             paused=bool(paused),
@@ -237,7 +238,7 @@ class RedisCoordinator:
 
         try:
             with anyio.fail_after(self._timeout):
-                return await script(keys=[self._state, self._counts], args=args)
+                answer = await script(keys=[self._state, self._counts], args=args)
         except (TimeoutError, OSError, coredis.exceptions.RedisError) as error:
             self._failed(error)
             raise CoordinationUnavailable(f"Redis did not answer: {error}") from error
@@ -246,6 +247,8 @@ class RedisCoordinator:
                 raise  # not a closed client: a bug, shown as one
             # The connection was given up (and its pool closed) while this call ran.
             raise CoordinationUnavailable("the connection to Redis was lost") from error
+        self._recovered()  # a hang over: the connection itself never dropped
+        return answer
 
     def _failed(self, error: BaseException) -> None:
         now = anyio.current_time()
@@ -254,11 +257,12 @@ class RedisCoordinator:
             self._down_since = now
             self.outages += 1
             logger.warning(
-                "Redis at %r cannot be reached (%s): this process goes on alone (its own "
+                "Redis at %r cannot be reached (%s%s): this process goes on alone (its own "
                 "request budget; polling for callbacks that reach another worker) until it "
                 "can be reached again",
-                self._shown_url(),
+                self._shown,
                 type(error).__name__,
+                _AUTHENTICATION_HINT if "Authentication" in type(error).__name__ else "",
             )
 
     def _recovered(self) -> None:
@@ -266,14 +270,11 @@ class RedisCoordinator:
             logger.warning(
                 "Redis at %r can be reached again after %.0f s: callbacks and the request "
                 "budget are shared again",
-                self._shown_url(),
+                self._shown,
                 anyio.current_time() - self._down_since,
             )
             self._down_since = None
         self._retry_at = 0.0
-
-    def _shown_url(self) -> str:
-        return repr(self).split("'")[1]
 
     async def _keep_connected(self, *, task_status: TaskStatus[None]) -> None:
         started = False
@@ -351,6 +352,7 @@ class RedisCoordinator:
                     self._failed(error)  # its pool closed under the publish: Redis went away
                 else:
                     self.published += 1
+                    self._recovered()
 
     def _received(self, data: object) -> None:
         key, deliver = self._key, self._deliver
@@ -359,23 +361,50 @@ class RedisCoordinator:
         decoded = _decode(key, data)
         if decoded is None:
             self.rejected += 1
-            logger.warning("dropped a message on the callbacks channel that is not this app's")
+            if self.rejected == 1:  # then only counted: a flood must not flood the logs too
+                logger.warning(
+                    "dropped a message on the callbacks channel %r that is not this app's (not "
+                    "tagged with this client secret); more are counted in `rejected`, not logged",
+                    self._channel,
+                )
             return
         if deliver(*decoded):
             self.delivered += 1
 
 
-def _check_url(url: object) -> str:
+def _check_url(url: object) -> tuple[str, str]:
+    """The URL as given, and as shown (no user name, password or query: they may hold secrets).
+
+    Raises:
+        InvalidInput: Not a ``redis://``, ``rediss://`` or ``unix://`` URL, or one coredis could
+            not use (a port or database that is not a number).
+    """
     if not isinstance(url, str) or not url or any(char.isspace() for char in url):
         raise InvalidInput(
             f"url must be a Redis URL such as 'redis://localhost:6379/0' (got {url!r})"
         )
-    scheme = url.partition("://")[0].lower()
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
     if scheme not in _SCHEMES or "://" not in url:
         raise InvalidInput(
             f"url must start with redis://, rediss:// or unix:// (got a URL with scheme {scheme!r})"
         )
-    return url
+    host = parts.hostname or ""
+    shown = f"{scheme}://{parts.path}" if scheme == "unix" else f"{scheme}://{host}"
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInput(f"url's port must be a number from 1 to 65535 (got {shown!r})") from None
+    if scheme != "unix":
+        shown += f":{port}" if port is not None else ""
+        database = parts.path.strip("/")
+        shown += f"/{database}" if database else ""
+        if database and not database.isdigit():
+            raise InvalidInput(f"url's database must be a number, as in /0 (got {shown!r})")
+    for name, value in urllib.parse.parse_qsl(parts.query):
+        if name == "db" and not value.isdigit():
+            raise InvalidInput(f"url's db must be a number (got {value!r})")
+    return url, shown
 
 
 def _check_prefix(prefix: object) -> str:

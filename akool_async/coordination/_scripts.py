@@ -46,8 +46,9 @@ local function num(field, default)
   return value
 end
 
--- No wait handed out is longer than this (ms), whatever the state says: a pause or a queue
--- written far into the future (by a bug, or by someone with access to Redis) is cut to it.
+-- No wait handed out is longer than this (ms; a worker's own longest pause, when shorter),
+-- whatever the state says: a pause or a queue written further ahead (by a bug, or by someone
+-- with access to Redis) is dropped, and the next turn goes at once.
 local longest = $longest_wait_ms
 
 local function count(field, amount)
@@ -107,10 +108,16 @@ end
 TAKE: Final = Template(
     _COMMON
     + """
--- ARGV: told limit (0: none), answers this worker saw since its last call.
+-- ARGV: told limit (0: none), answers this worker saw since its last call, the longest pause
+-- this worker honours (ms).
 -- Returns {wait in ms, 1 if that wait is a pause (ask again after it), rate in mHz (0: none)}.
+longest = math.max(1000, math.min(longest, tonumber(ARGV[3]) or longest))
 count('a', answered)
-local paused = math.min(num('paused_until', 0), now + longest)
+local paused = num('paused_until', 0)
+if paused > now + longest then  -- no pause is that long: not ours to honour
+  redis.call('HDEL', state, 'paused_until')
+  paused = 0
+end
 if now < paused then return {paused - now, 1, 0} end
 local started = num('probe_started', nil)
 if started ~= nil then
