@@ -43,7 +43,7 @@ from _common import REPO_ROOT, environment, note, phase, print_json
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from redis_server import RedisServer, free_port
-from workers_harness import RETRY_AFTER, FleetPlan, FleetResult, run_fleet
+from workers_harness import RETRY_AFTER, FleetPlan, FleetResult, run_fleet, run_side_by_side
 
 SETTLED: Final = 2 * RETRY_AFTER
 READS_RATIO_TARGET: Final = 1.2
@@ -126,17 +126,12 @@ def budget(server: RedisServer, *, jobs: int) -> dict[str, Any]:
         rate_limit=10,
         deadline=max(180.0, 4.0 * jobs),
     )
-    results: dict[str, FleetResult] = {}
-
-    async def both() -> None:
-        async def one(name: str, fleet: FleetPlan) -> None:
-            results[name] = await run_fleet(fleet)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(one, "shared", plan(redis_url=server.url, tag="budget shared"))
-            group.start_soon(one, "alone", plan(tag="budget alone"))
-
-    anyio.run(both, backend="asyncio")
+    results = run_side_by_side(
+        {
+            "shared": plan(redis_url=server.url, tag="budget shared"),
+            "alone": plan(tag="budget alone"),
+        }
+    )
     shared, alone = _throttles(results["shared"]), _throttles(results["alone"])
     key = "percent_from_2s_after_first"
     return {

@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from redis_server import RedisServer
-from workers_harness import RETRY_AFTER, FleetPlan, FleetResult, run_fleet
+from workers_harness import RETRY_AFTER, FleetPlan, FleetResult, run_fleet, run_side_by_side
 
 pytestmark = pytest.mark.real_time
 
@@ -153,17 +153,9 @@ def test_shared_budget_keeps_429s_down(redis_server: RedisServer) -> None:
         rate_limit=10,
         deadline=90.0,
     )
-    results: dict[str, FleetResult] = {}
-
-    async def both() -> None:
-        async def one(name: str, plan: FleetPlan) -> None:
-            results[name] = await run_fleet(plan)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(one, "shared", plan(redis_url=redis_server.url, tag="budget"))
-            group.start_soon(one, "alone", plan(tag="alone"))
-
-    anyio.run(both, backend="asyncio")
+    results = run_side_by_side(
+        {"shared": plan(redis_url=redis_server.url, tag="budget"), "alone": plan(tag="alone")}
+    )
     shared, alone = results["shared"], results["alone"]
     figures = f"shared: {_figures(shared)}\nalone: {_figures(alone)}"
     _assert_all_done_once(shared)

@@ -27,7 +27,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -733,6 +733,23 @@ async def run_fleet(
             await _run_workers(specs, proxy, result, during, quiet)
     _gather(result, emulator, proxy)
     return result
+
+
+def run_side_by_side(plans: Mapping[str, FleetPlan]) -> dict[str, FleetResult]:
+    """Run several fleets at the same time (each with its own emulator), as a comparison on a
+    shared, noisy machine must; returns each one's result by name."""
+    results: dict[str, FleetResult] = {}
+
+    async def one(name: str, plan: FleetPlan) -> None:
+        results[name] = await run_fleet(plan)
+
+    async def every() -> None:
+        async with anyio.create_task_group() as group:
+            for name, plan in plans.items():
+                group.start_soon(one, name, plan)
+
+    anyio.run(every, backend="asyncio")
+    return results
 
 
 if __name__ == "__main__":
