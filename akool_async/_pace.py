@@ -130,14 +130,18 @@ class SharedBudget(Protocol):
         """Whether to ask the store now (False for a while after it failed)."""
         ...  # pragma: no cover - a protocol
 
-    async def take(self, *, told: float | None, answered: int, longest: float) -> SharedTurn:
-        """Reserve one request's turn; ``answered`` answers came in since the last call. No
-        wait is longer than ``longest`` seconds, whatever the store holds."""
+    def answered(self) -> None:
+        """One more answer came in (counted by every worker's clusters); never blocks."""
         ...  # pragma: no cover - a protocol
 
-    async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
-        """Count a 429 (with ``answered`` answers since the last call, this one included);
-        True when it completed a cluster, so everyone now waits ``pause`` seconds."""
+    async def take(self, *, told: float | None, longest: float) -> SharedTurn:
+        """Reserve one request's turn. No wait is longer than ``longest`` seconds, whatever the
+        store holds."""
+        ...  # pragma: no cover - a protocol
+
+    async def refused(self, *, told: float | None, pause: float) -> bool:
+        """Count a 429; True when it completed a cluster, so everyone now waits ``pause``
+        seconds."""
         ...  # pragma: no cover - a protocol
 
 
@@ -241,7 +245,6 @@ class Pace:
         self._priority_turns = anyio.Lock()
         self._told = rate
         self._shared = shared
-        self._unreported = 0  # answers the shared budget has not been told of yet
         self._ceiling = rate * _TOLD_SHARE if rate is not None else None
         self._limit: float | None = None
         self._rate = self._ceiling
@@ -328,7 +331,8 @@ class Pace:
             self._create_slots.release_on_behalf_of(turn)
         if turn.probe is not None:
             turn.probe.outstanding -= 1
-        self._unreported += 1
+        if self._shared is not None:
+            self._shared.answered()
         now = anyio.current_time()
         # Answers that arrive while everyone waits out a cluster's Retry-After were sent before
         # it: the cluster already told what they tell.
@@ -343,9 +347,8 @@ class Pace:
         shared = self._shared
         if shared is not None and shared.available():
             pause = min(retry_after if retry_after is not None else _DEFAULT_PAUSE, self._max_pause)
-            answered, self._unreported = self._unreported, 0
             try:
-                await shared.refused(told=self._told, answered=answered, pause=pause)
+                await shared.refused(told=self._told, pause=pause)
             except CoordinationUnavailable:
                 pass  # the shared budget logs it; this process judges on its own meanwhile
             else:
@@ -466,11 +469,8 @@ class Pace:
     async def _await_shared_turn(self, shared: SharedBudget) -> bool:
         """Take the turn from the shared budget; False if it cannot be reached."""
         while True:
-            answered, self._unreported = self._unreported, 0
             try:
-                granted = await shared.take(
-                    told=self._told, answered=answered, longest=self._max_pause
-                )
+                granted = await shared.take(told=self._told, longest=self._max_pause)
             except CoordinationUnavailable:
                 # This process's own bucket takes over, at its own pace (not the shared one,
                 # which is every worker's together).

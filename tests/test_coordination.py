@@ -283,15 +283,16 @@ async def test_a_cluster_of_429s_seen_anywhere_paces_every_worker(
                 worker.running(account="test account", secret=None, deliver=lambda *_: False)
             )
         first, second = workers
-        free = await first.take(told=None, answered=0, longest=60.0)
+        free = await first.take(told=None, longest=60.0)
         assert (0.0, False, None) == (free.wait, free.paused, free.rate)
-        clustered = [
-            await worker.refused(told=None, answered=2, pause=0.5)
-            for worker in (first, second, first)
-        ]
-        paused = await second.take(told=None, answered=0, longest=60.0)
+        clustered = []
+        for worker in (first, second, first):
+            worker.answered()  # an answer, then the refusal's own
+            worker.answered()
+            clustered.append(await worker.refused(told=None, pause=0.5))
+        paused = await second.take(told=None, longest=60.0)
         await anyio.sleep(paused.wait)
-        paced = await first.take(told=None, answered=0, longest=60.0)
+        paced = await first.take(told=None, longest=60.0)
 
     # 6 answered, 3 of them refused (a cluster: at least 3, more than a sporadic 5 % gives)
     # since the budget was first used, well under a second ago: 3 accepted in (at least) 1 s,
@@ -320,11 +321,11 @@ async def test_redis_killed_under_an_open_session_is_survived_and_rejoined(
     ):
         redis_server.kill()
         with pytest.raises(CoordinationUnavailable, match="Redis did not answer"):
-            await mine.take(told=None, answered=0, longest=60.0)
+            await mine.take(told=None, longest=60.0)
         gone = (mine.available(), mine.outages)
         gone_again = r"Redis did not answer|not connected to Redis|connection to Redis was lost"
         with pytest.raises(CoordinationUnavailable, match=gone_again):
-            await theirs.take(told=None, answered=0, longest=60.0)
+            await theirs.take(told=None, longest=60.0)
         await until(lambda: theirs.outages == 1, within=10)
         job = await a.generate("a fox while Redis is away")
         redis_server.start()
@@ -355,12 +356,12 @@ async def test_a_budget_state_written_by_someone_else_repairs_itself(
         soon = str(round(time.time() * 1000) + 290_000)  # Redis' clock is this machine's
         poison = ("limit", "nan", "since", "x", "tat", soon)
         assert b":3" == redis_server.command("HSET", state, *poison)
-        queued = await coordinator.take(told=5, answered=0, longest=60.0)
+        queued = await coordinator.take(told=5, longest=60.0)
         assert b":1" == redis_server.command("HSET", state, "paused_until", soon)
-        unpaused = await coordinator.take(told=5, answered=0, longest=60.0)
+        unpaused = await coordinator.take(told=5, longest=60.0)
         kept = redis_server.command("HEXISTS", state, "paused_until")
         assert b":1" == redis_server.command("HSET", state, "paused_until", soon)
-        long_paused = await coordinator.take(told=5, answered=0, longest=600.0)
+        long_paused = await coordinator.take(told=5, longest=600.0)
 
     assert (0.0, False) == (queued.wait, queued.paused)
     assert queued.rate == pytest.approx(5 * 0.97)
@@ -386,12 +387,12 @@ async def test_a_redis_that_hangs_then_answers_is_said_to_be_back(
         started = time.monotonic()
         try:
             with pytest.raises(CoordinationUnavailable, match="Redis did not answer"):
-                await coordinator.take(told=None, answered=0, longest=60.0)
+                await coordinator.take(told=None, longest=60.0)
             gave_up = time.monotonic() - started
         finally:
             redis_server.process.send_signal(signal.SIGCONT)
         await until(coordinator.available, within=5)
-        back = await coordinator.take(told=None, answered=0, longest=60.0)
+        back = await coordinator.take(told=None, longest=60.0)
 
     assert gave_up < 1.5
     assert (0.0, 1) == (back.wait, coordinator.outages)

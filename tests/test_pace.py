@@ -311,24 +311,28 @@ class FakeShared:
     def __init__(self, grants: list[SharedTurn]) -> None:
         self.grants = grants
         self.up = True
-        self.taken: list[tuple[float | None, int]] = []
+        self.taken: list[tuple[float | None, int]] = []  # told, answers told of before it
         self.longest: list[float] = []
         self.refusals: list[tuple[float | None, int, float]] = []
+        self.answers = 0
 
     def available(self) -> bool:
         return True
 
-    async def take(self, *, told: float | None, answered: int, longest: float) -> SharedTurn:
+    def answered(self) -> None:
+        self.answers += 1
+
+    async def take(self, *, told: float | None, longest: float) -> SharedTurn:
         if not self.up:
             raise CoordinationUnavailable("Redis did not answer")
-        self.taken.append((told, answered))
+        self.taken.append((told, self.answers))
         self.longest.append(longest)
         return self.grants.pop(0) if self.grants else SharedTurn(wait=0.0, paused=False, rate=None)
 
-    async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
+    async def refused(self, *, told: float | None, pause: float) -> bool:
         if not self.up:
             raise CoordinationUnavailable("Redis did not answer")
-        self.refusals.append((told, answered, pause))
+        self.refusals.append((told, self.answers, pause))
         return False
 
 
@@ -372,9 +376,9 @@ async def test_a_429_is_told_to_the_shared_budget_and_not_judged_here() -> None:
         pace.release(await pace.acquire())
     await pace.refused(retry_after=90.0)
 
-    # Each answer rides on the next call: the takes carry the earlier two, the refusal the last.
-    assert [(None, 0), (None, 1), (None, 1)] == shared.taken
-    assert [(None, 1, 30.0)] == shared.refusals  # the pause capped at max_pause
+    # Each answer is told to the shared budget as it comes in, before the next call.
+    assert [(None, 0), (None, 1), (None, 2)] == shared.taken
+    assert [(None, 3, 30.0)] == shared.refusals  # the pause capped at max_pause
     assert 1 == pace.throttles
 
 

@@ -20,7 +20,7 @@ from akool_async._models import ImageStatus
 from akool_async._pace import SharedTurn
 from akool_async._validate import is_job_id
 
-from ._scripts import REFUSED, TAKE
+from ._scripts import COUNT, REFUSED, TAKE
 
 if TYPE_CHECKING:
     import coredis
@@ -38,6 +38,8 @@ _PREFIX_LONGEST: Final = 100
 _TIMEOUT_LONGEST: Final = 60.0
 _MESSAGE_PARTS: Final = 3
 _AUTHENTICATION_HINT: Final = ": check the user name and password the URL gives"
+_ANSWERS_EVERY: Final = 0.1
+"""Seconds between reports of the answers that came in, when no call carried them."""
 _RECONNECT_FIRST: Final = 0.5
 _RECONNECT_LONGEST: Final = 30.0
 
@@ -109,6 +111,8 @@ class RedisCoordinator:
         self._deliver: Callable[[str, ImageStatus], bool] | None = None
         self._outbox: MemoryObjectSendStream[tuple[str, ImageStatus]] | None = None
         self._take: Any = None
+        self._count: Any = None
+        self._answers = 0
         self._refused: Any = None
         self._in_use = False
         self._stopping = False
@@ -132,10 +136,16 @@ class RedisCoordinator:
         """Whether Redis is connected and was not just found failing."""
         return self._client is not None and anyio.current_time() >= self._retry_at
 
-    async def take(self, *, told: float | None, answered: int, longest: float) -> SharedTurn:
+    def answered(self) -> None:
+        """One more answer came in: told to Redis with the next call, or within 0.1 s (not while
+        Redis is away: the answers of that time would all land in one second)."""
+        if self._client is not None:
+            self._answers += 1
+
+    async def take(self, *, told: float | None, longest: float) -> SharedTurn:
         """Reserve one request's turn in the shared bucket (no wait longer than ``longest``)."""
         wait_ms, paused, rate_mhz = await self._call(
-            self._take, [told or 0, answered, round(longest * 1000)]
+            self._take, [told or 0, self._answers_to_tell(), round(longest * 1000)]
         )
         return SharedTurn(
             wait=max(0.0, float(wait_ms)) / 1000,
@@ -143,9 +153,11 @@ class RedisCoordinator:
             rate=float(rate_mhz) / 1000 if rate_mhz else None,
         )
 
-    async def refused(self, *, told: float | None, answered: int, pause: float) -> bool:
+    async def refused(self, *, told: float | None, pause: float) -> bool:
         """Count a 429 over every worker; True when it completed a cluster."""
-        clustered = await self._call(self._refused, [told or 0, answered, round(pause * 1000)])
+        clustered = await self._call(
+            self._refused, [told or 0, self._answers_to_tell(), round(pause * 1000)]
+        )
         return bool(clustered)
 
     def publish(self, job_id: str, status: ImageStatus) -> None:
@@ -211,6 +223,7 @@ class RedisCoordinator:
             async with anyio.create_task_group() as group:
                 await group.start(self._keep_connected)
                 group.start_soon(self._publish_all, receive)
+                group.start_soon(self._tell_answers)
                 try:
                     yield
                 finally:
@@ -229,6 +242,21 @@ class RedisCoordinator:
             self._in_use = False
 
     # -- inside ------------------------------------------------------------------------------
+
+    def _answers_to_tell(self) -> int:
+        answers, self._answers = self._answers, 0
+        return answers
+
+    async def _tell_answers(self) -> None:
+        """Tell Redis of the answers that came in, every 0.1 s, without waiting for a turn to
+        carry them: a cluster of 429s is judged against every worker's answers, and a worker
+        that answered many and asked nothing since must count too."""
+        while True:
+            await anyio.sleep(_ANSWERS_EVERY)
+            answers = self._answers_to_tell()
+            if answers and self._client is not None:
+                with contextlib.suppress(CoordinationUnavailable):
+                    await self._call(self._count, [0, answers])
 
     async def _call(self, script: Any, args: list[float | int]) -> Any:
         client = self._client
@@ -311,6 +339,7 @@ class RedisCoordinator:
 
         await client.ping()
         self._take = client.register_script(TAKE)
+        self._count = client.register_script(COUNT)
         self._refused = client.register_script(REFUSED)
         async with client.pubsub(
             channels=[self._channel],

@@ -24,7 +24,7 @@ from akool_async._pace import TUNING
 _LONGEST_WAIT_MS: Final = 300_000
 """The longest wait a script hands out, in ms: as long as the longest pause between probes."""
 
-__all__ = ["REFUSED", "TAKE"]
+__all__ = ["COUNT", "REFUSED", "TAKE"]
 
 _COMMON: Final = """
 local state, counts = KEYS[1], KEYS[2]
@@ -203,6 +203,15 @@ for _, seconds in ipairs(windows) do
     return 1
   end
 end
+return 0
+"""
+).substitute(TUNING, longest_wait_ms=_LONGEST_WAIT_MS)
+
+COUNT: Final = Template(
+    _COMMON
+    + """
+-- ARGV: (unused), answers this worker saw since it last told them.
+count('a', answered)
 return 0
 """
 ).substitute(TUNING, longest_wait_ms=_LONGEST_WAIT_MS)
