@@ -90,6 +90,7 @@ class RedisCoordinator:
     # wait before connecting again.
     _listening: anyio.CancelScope
     _napping: anyio.CancelScope
+    _napping_between_reports: anyio.CancelScope
 
     def __init__(
         self,
@@ -207,6 +208,7 @@ class RedisCoordinator:
         self._in_use = True
         self._stopping = False
         self._listening, self._napping = anyio.CancelScope(), anyio.CancelScope()
+        self._napping_between_reports = anyio.CancelScope()
         name = hashlib.sha256(f"akool-async account\n{account}".encode()).hexdigest()[:24]
         self._state = f"{self._prefix}:{name}:budget"
         self._counts = f"{self._prefix}:{name}:answers"
@@ -233,6 +235,7 @@ class RedisCoordinator:
                     send.close()
                     self._listening.cancel()
                     self._napping.cancel()
+                    self._napping_between_reports.cancel()
                     group.cancel_scope.deadline = anyio.current_time() + 2 * self._timeout
         finally:
             send.close()
@@ -251,8 +254,9 @@ class RedisCoordinator:
         """Tell Redis of the answers that came in, every 0.1 s, without waiting for a turn to
         carry them: a cluster of 429s is judged against every worker's answers, and a worker
         that answered many and asked nothing since must count too."""
-        while True:
-            await anyio.sleep(_ANSWERS_EVERY)
+        while not self._stopping:
+            with self._napping_between_reports:
+                await anyio.sleep(_ANSWERS_EVERY)
             answers = self._answers_to_tell()
             if answers and self._client is not None:
                 with contextlib.suppress(CoordinationUnavailable):
