@@ -254,7 +254,10 @@ class RedisCoordinator:
         """Tell Redis of the answers that came in, every 0.1 s, without waiting for a turn to
         carry them: a cluster of 429s is judged against every worker's answers, and a worker
         that answered many and asked nothing since must count too."""
-        while not self._stopping:
+        while True:
+            self._napping_between_reports = anyio.CancelScope()  # one per wait
+            if self._stopping:
+                return
             with self._napping_between_reports:
                 await anyio.sleep(_ANSWERS_EVERY)
             answers = self._answers_to_tell()
