@@ -56,7 +56,15 @@ from ._report import (
     write_out,
 )
 from ._rows import Row, UsageError, check_row, parse_quadrants, plan_tasks, read_rows, slug
-from ._shared import IN_PROCESS_ENDPOINT, build_session, check_out, make_out, route_logs, tell
+from ._shared import (
+    IN_PROCESS_ENDPOINT,
+    build_session,
+    check_out,
+    going_on,
+    make_out,
+    route_logs,
+    tell,
+)
 
 __all__ = ["main"]
 
@@ -254,10 +262,7 @@ def _interrupted(
     out = runner.options.out
     for record in runner.journal.tasks.values():
         if record.job_id is not None and record.state is TaskState.CREATED:
-            tell(
-                f"job {record.job_id} goes on at Akool; run `{PROG} wait {record.job_id} "
-                f"--out {out}` to go on"
-            )
+            tell(going_on(record.job_id, out))
     return EXIT_INTERRUPTED
 
 

@@ -20,7 +20,7 @@ from akool_async._session import AkoolSession
 from ._args import PROG
 from ._report import write_out
 from ._rows import UsageError
-from ._shared import check_out, check_writable, open_session, tell
+from ._shared import check_out, check_writable, going_on, open_session, tell
 
 __all__ = ["JOB_COMMANDS", "refuse_fresh_emulator"]
 
@@ -139,10 +139,7 @@ async def _press(options: argparse.Namespace, verb: str) -> int:
         try:
             info = await child.wait()
         except anyio.get_cancelled_exc_class():
-            tell(
-                f"interrupted: job {child.id} goes on at Akool; run `{PROG} wait {child.id} "
-                f"--out {out}` to go on"
-            )
+            tell(f"interrupted: {going_on(child.id, out)}")
             options.interruption_told = True
             raise
         files = await _save(session, info, out)

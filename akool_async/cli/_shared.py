@@ -200,6 +200,11 @@ def _unwritable(out: pathlib.Path, reason: str) -> UsageError:
     return UsageError(f"cannot write in --out {out} ({reason}): choose a folder you can write to")
 
 
+def going_on(job_id: str, out: pathlib.Path) -> str:
+    """What is said of a job an interrupted command leaves running at Akool: how to go on."""
+    return f"job {job_id} goes on at Akool; run `{PROG} wait {job_id} --out {out}` to go on"
+
+
 def tell(message: str) -> None:
     write_out(sys.stderr, f"{PROG}: {terminal_safe(message)}\n")
 
