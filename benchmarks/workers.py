@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -43,7 +42,14 @@ from _common import REPO_ROOT, environment, note, phase, print_json
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from redis_server import RedisServer, free_port
-from workers_harness import RETRY_AFTER, FleetPlan, FleetResult, run_fleet, run_side_by_side
+from workers_harness import (
+    RETRY_AFTER,
+    FleetPlan,
+    FleetResult,
+    redis_outage,
+    run_fleet,
+    run_side_by_side,
+)
 
 SETTLED: Final = 2 * RETRY_AFTER
 READS_RATIO_TARGET: Final = 1.2
@@ -151,13 +157,7 @@ def outage(server: RedisServer, *, jobs: int) -> dict[str, Any]:
     """Redis killed 1.5 s into the run and restarted 2 s later on the same port."""
     marks: dict[str, float] = {}
 
-    async def kill_and_restart(go_at: float) -> None:
-        await anyio.sleep(max(0.0, go_at + 1.5 - time.monotonic()))
-        server.kill()
-        marks["killed"] = time.monotonic()
-        await anyio.sleep(2.0)
-        await anyio.to_thread.run_sync(server.start)
-        marks["restarted"] = time.monotonic()
+    kill_and_restart = redis_outage(server, marks)
 
     plan = FleetPlan(
         workers=4,

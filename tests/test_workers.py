@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from typing import Any
 
 import anyio
 import pytest
 
 from redis_server import RedisServer
-from workers_harness import RETRY_AFTER, FleetPlan, FleetResult, run_fleet, run_side_by_side
+from workers_harness import (
+    RETRY_AFTER,
+    FleetPlan,
+    FleetResult,
+    redis_outage,
+    run_fleet,
+    run_side_by_side,
+)
 
 pytestmark = pytest.mark.real_time
 
@@ -99,13 +105,7 @@ def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> None:
     created twice, each worker counts the outage, and callbacks flow through Redis again."""
     marks: dict[str, float] = {}
 
-    async def outage(go_at: float) -> None:
-        await anyio.sleep(max(0.0, go_at + 1.5 - time.monotonic()))
-        redis_server.kill()
-        marks["killed"] = time.monotonic()
-        await anyio.sleep(2.0)
-        await anyio.to_thread.run_sync(redis_server.start)
-        marks["restarted"] = time.monotonic()
+    outage = redis_outage(redis_server, marks)
 
     plan = FleetPlan(
         workers=WORKERS,

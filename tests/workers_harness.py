@@ -32,10 +32,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import httpx
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -48,6 +49,9 @@ from akool_async.testing import (
     AkoolEmulator,
     Faults,
 )
+
+if TYPE_CHECKING:
+    from redis_server import RedisServer
 
 __all__ = ["FleetPlan", "FleetResult", "RandomProxy", "WorkerSpec", "run_fleet", "worker_main"]
 
@@ -733,6 +737,23 @@ async def run_fleet(
             await _run_workers(specs, proxy, result, during, quiet)
     _gather(result, emulator, proxy)
     return result
+
+
+def redis_outage(
+    server: RedisServer, marks: dict[str, float], *, after: float = 1.5, down: float = 2.0
+) -> Callable[[float], Awaitable[None]]:
+    """A ``during`` for `run_fleet`: ``kill -9`` Redis ``after`` seconds into the run and start
+    it again on the same port ``down`` seconds later; the moments go into ``marks``."""
+
+    async def outage(go_at: float) -> None:
+        await anyio.sleep(max(0.0, go_at + after - time.monotonic()))
+        server.kill()
+        marks["killed"] = time.monotonic()
+        await anyio.sleep(down)
+        await anyio.to_thread.run_sync(server.start)
+        marks["restarted"] = time.monotonic()
+
+    return outage
 
 
 def run_side_by_side(plans: Mapping[str, FleetPlan]) -> dict[str, FleetResult]:
